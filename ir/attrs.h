@@ -1,0 +1,203 @@
+// Typed attribute structs. Each lists its fields once (`fields`); the text printer and
+// parser, the protobuf form, CSE hashing and equality all walk that list.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <variant>
+#include <vector>
+
+#include "ir/types.h"
+
+namespace kiln::ir {
+
+template <size_t N>
+using Ints = std::array<int64_t, N>;
+using IntList = std::vector<int64_t>;
+using FloatList = std::vector<double>;
+
+/// One attribute field: its text name and the member it names.
+template <typename S, typename T>
+struct Field {
+  std::string_view name;
+  T S::*member;
+};
+template <typename S, typename T>
+constexpr Field<S, T> field(std::string_view name, T S::*member) {
+  return Field<S, T>{name, member};
+}
+
+// The attribute field types a struct may use: int64_t, double, bool, Ints<N>, IntList,
+// FloatList, DType, Layout.
+
+struct NoAttrs {
+  static constexpr auto fields = std::tuple{};
+};
+
+struct Conv2dAttrs {
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};  // top, left, bottom, right
+  Ints<2> dilation{1, 1};
+  int64_t groups = 1;
+  static constexpr auto fields =
+      std::tuple{field("stride", &Conv2dAttrs::stride), field("pad", &Conv2dAttrs::pad),
+                 field("dilation", &Conv2dAttrs::dilation), field("groups", &Conv2dAttrs::groups)};
+};
+
+struct BatchNormAttrs {
+  double epsilon = 1e-5;
+  static constexpr auto fields = std::tuple{field("epsilon", &BatchNormAttrs::epsilon)};
+};
+
+/// y = clamp(alpha * x + beta, 0, 1); PyTorch's defaults (ONNX uses alpha = 0.2).
+struct HardSigmoidAttrs {
+  double alpha = 1.0 / 6.0;
+  double beta = 0.5;
+  static constexpr auto fields = std::tuple{field("alpha", &HardSigmoidAttrs::alpha),
+                                            field("beta", &HardSigmoidAttrs::beta)};
+};
+
+struct ClipAttrs {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  static constexpr auto fields =
+      std::tuple{field("min", &ClipAttrs::min), field("max", &ClipAttrs::max)};
+};
+
+struct MaxPool2dAttrs {
+  Ints<2> kernel{1, 1};
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};  // top, left, bottom, right
+  Ints<2> dilation{1, 1};
+  bool ceil_mode = false;
+  static constexpr auto fields =
+      std::tuple{field("kernel", &MaxPool2dAttrs::kernel), field("stride", &MaxPool2dAttrs::stride),
+                 field("pad", &MaxPool2dAttrs::pad), field("dilation", &MaxPool2dAttrs::dilation),
+                 field("ceil_mode", &MaxPool2dAttrs::ceil_mode)};
+};
+
+struct AvgPool2dAttrs {
+  Ints<2> kernel{1, 1};
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // PyTorch's default
+  static constexpr auto fields =
+      std::tuple{field("kernel", &AvgPool2dAttrs::kernel), field("stride", &AvgPool2dAttrs::stride),
+                 field("pad", &AvgPool2dAttrs::pad), field("ceil_mode", &AvgPool2dAttrs::ceil_mode),
+                 field("count_include_pad", &AvgPool2dAttrs::count_include_pad)};
+};
+
+struct AdaptiveAvgPool2dAttrs {
+  Ints<2> output_size{1, 1};
+  static constexpr auto fields =
+      std::tuple{field("output_size", &AdaptiveAvgPool2dAttrs::output_size)};
+};
+
+/// One axis (concat, softmax, log_softmax, flatten). Negative axes count from the end.
+struct AxisAttrs {
+  int64_t axis = 1;
+  static constexpr auto fields = std::tuple{field("axis", &AxisAttrs::axis)};
+};
+
+struct SplitAttrs {
+  int64_t axis = 1;
+  IntList sizes;
+  static constexpr auto fields =
+      std::tuple{field("axis", &SplitAttrs::axis), field("sizes", &SplitAttrs::sizes)};
+};
+
+/// ONNX Slice semantics: ends are clamped, negative values count from the end.
+struct SliceAttrs {
+  IntList axes;
+  IntList starts;
+  IntList ends;
+  IntList steps;
+  static constexpr auto fields =
+      std::tuple{field("axes", &SliceAttrs::axes), field("starts", &SliceAttrs::starts),
+                 field("ends", &SliceAttrs::ends), field("steps", &SliceAttrs::steps)};
+};
+
+/// ONNX Reshape semantics: 0 copies the input dim, -1 is inferred (at most one).
+struct ReshapeAttrs {
+  IntList shape;
+  static constexpr auto fields = std::tuple{field("shape", &ReshapeAttrs::shape)};
+};
+
+struct TransposeAttrs {
+  IntList perm;
+  static constexpr auto fields = std::tuple{field("perm", &TransposeAttrs::perm)};
+};
+
+struct DropoutAttrs {
+  double p = 0.5;
+  bool training = false;
+  int64_t seed = 0;
+  static constexpr auto fields =
+      std::tuple{field("p", &DropoutAttrs::p), field("training", &DropoutAttrs::training),
+                 field("seed", &DropoutAttrs::seed)};
+};
+
+/// Constant padding; `pads` is ONNX-style: all begins, then all ends (2 × rank values).
+struct PadAttrs {
+  IntList pads;
+  double value = 0.0;
+  static constexpr auto fields =
+      std::tuple{field("pads", &PadAttrs::pads), field("value", &PadAttrs::value)};
+};
+
+/// Layout conversion; the target layout is also the result type's layout.
+struct ReorderAttrs {
+  Layout layout = Layout::NCHW;
+  static constexpr auto fields = std::tuple{field("layout", &ReorderAttrs::layout)};
+};
+
+/// A small literal. `value` holds one element (broadcast to the result shape) or exactly
+/// as many as the result has. Large tensors are `const` declarations in the weight store.
+struct ConstantAttrs {
+  FloatList value;
+  IntList shape;  // static; [] is a scalar
+  DType dtype = DType::F32;
+  static constexpr auto fields =
+      std::tuple{field("value", &ConstantAttrs::value), field("shape", &ConstantAttrs::shape),
+                 field("dtype", &ConstantAttrs::dtype)};
+};
+
+// Every attribute struct but NoAttrs, once; `Attrs` is the variant a node holds.
+#define KILN_ATTR_STRUCTS(X) \
+  X(Conv2dAttrs)             \
+  X(BatchNormAttrs)          \
+  X(HardSigmoidAttrs)        \
+  X(ClipAttrs)               \
+  X(MaxPool2dAttrs)          \
+  X(AvgPool2dAttrs)          \
+  X(AdaptiveAvgPool2dAttrs)  \
+  X(AxisAttrs)               \
+  X(SplitAttrs)              \
+  X(SliceAttrs)              \
+  X(ReshapeAttrs)            \
+  X(TransposeAttrs)          \
+  X(DropoutAttrs)            \
+  X(PadAttrs)                \
+  X(ReorderAttrs)            \
+  X(ConstantAttrs)
+
+#define KILN_ATTR_VARIANT_MEMBER(S) , S
+using Attrs = std::variant<NoAttrs KILN_ATTR_STRUCTS(KILN_ATTR_VARIANT_MEMBER)>;
+#undef KILN_ATTR_VARIANT_MEMBER
+
+/// Calls `f(name, value)` for each field of an attribute struct, in declaration order.
+template <typename A, typename F>
+void forEachField(A& attrs, F&& f) {
+  std::apply([&](const auto&... fl) { (f(fl.name, attrs.*(fl.member)), ...); }, A::fields);
+}
+
+/// Field-wise equality (doubles compare bitwise-equal values, so CSE never merges NaN attrs).
+bool attrsEqual(const Attrs& a, const Attrs& b);
+size_t attrsHash(const Attrs& a);
+
+}  // namespace kiln::ir

@@ -1,0 +1,181 @@
+// The kiln CLI end to end: subcommands work, and bad input gives one clear error line,
+// a non-zero exit and no partial output file.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exitCode;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+/// Runs `kiln ARGS` through the shell, capturing stdout and stderr separately.
+Result kiln(const std::string& args, const std::string& stdinText = "") {
+  static int counter = 0;
+  const fs::path dir = fs::temp_directory_path() / ("kiln_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string id = std::to_string(counter++);
+  const fs::path outFile = dir / (id + ".out"), errFile = dir / (id + ".err"), inFile = dir / (id + ".in");
+  std::ofstream(inFile) << stdinText;
+  const std::string cmd = std::string(KILN_BINARY) + " " + args + " <" + inFile.string() + " >" +
+                          outFile.string() + " 2>" + errFile.string();
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  return Result{WIFEXITED(status) ? WEXITSTATUS(status) : 128, slurp(outFile), slurp(errFile)};
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kiln_cli_case_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(dir_ / name, std::ios::binary) << text;
+  }
+  fs::path dir_;
+};
+
+// One error line, starting with "error: ", containing `needle`.
+void expectOneError(const Result& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.exitCode, code) << r.err;
+  ASSERT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.find("AddressSanitizer"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("runtime error"), std::string::npos) << r.err;
+}
+
+const char* kTinyGraph =
+    "graph @tiny {\n"
+    "  input %x : f32[N,4]{nc}\n"
+    "  param %fc.weight : f32[2,4]{oi}\n"
+    "  param %fc.bias : f32[2]{x}\n"
+    "  %0 = linear(%x, %fc.weight, %fc.bias) : f32[N,2]{nc}\n"
+    "  %1 = relu(%0) : f32[N,2]{nc}\n"
+    "  output %1\n"
+    "}\n";
+
+TEST_F(Cli, HelpOnEverySubcommand) {
+  for (const char* sub : {"models", "ops", "show", "opt", "run"}) {
+    Result r = kiln(std::string(sub) + " --help");
+    EXPECT_EQ(r.exitCode, 0) << sub;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
+  }
+}
+
+TEST_F(Cli, ModelsListsResnet18WithExactParams) {
+  Result r = kiln("models --json resnet18");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("\"params\": 11689512"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, ShowOptRoundTripsResnet18) {
+  Result shown = kiln("show resnet18");
+  ASSERT_EQ(shown.exitCode, 0) << shown.err;
+  Result opt = kiln("opt - --passes=canonicalize,cse,dce --verify-each", shown.out);
+  ASSERT_EQ(opt.exitCode, 0) << opt.err;
+  EXPECT_EQ(opt.out, shown.out);  // nothing to simplify in a clean lowering: exact round-trip
+  Result again = kiln("opt -", opt.out);
+  EXPECT_EQ(again.out, shown.out);
+}
+
+TEST_F(Cli, OptDumpsOneFilePerPass) {
+  Result r = kiln("opt resnet18 -O2 --dump-dir " + path("dumps") + " -o " + path("out.kir"));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_TRUE(fs::exists(path("dumps/00-input.kir")));
+  EXPECT_TRUE(fs::exists(path("dumps/01-infer-shapes.kir")));
+  EXPECT_TRUE(fs::exists(path("out.kir")));
+}
+
+TEST_F(Cli, RunTinyGraphWithRandomWeights) {
+  write("tiny.kir", kTinyGraph);
+  Result r = kiln("run " + path("tiny.kir") + " --random --batch 3 --random-weights -o " + path("y.npy"));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("f32[3,2]{nc}"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(path("y.npy")));
+}
+
+TEST_F(Cli, MissingFile) {
+  expectOneError(kiln("show " + path("nope.kir")), 1, "cannot open '" + path("nope.kir") + "'");
+}
+
+TEST_F(Cli, UnknownFlagIsUsageError) {
+  Result r = kiln("show resnet18 --frobnicate");
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.err.find("--frobnicate"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, UnknownModel) {
+  expectOneError(kiln("show resnet19"), 1, "'resnet19' is neither a known model");
+}
+
+TEST_F(Cli, TruncatedKir) {
+  std::string text = kTinyGraph;
+  write("trunc.kir", text.substr(0, text.find("output")));
+  expectOneError(kiln("opt " + path("trunc.kir")), 1, path("trunc.kir") + ":");
+}
+
+TEST_F(Cli, UnknownOpNamesFileAndLine) {
+  std::string text = kTinyGraph;
+  text.replace(text.find("relu("), 4, "gelu");
+  write("op.kir", text);
+  expectOneError(kiln("opt " + path("op.kir")), 1, path("op.kir") + ":6:");
+}
+
+TEST_F(Cli, BadNpz) {
+  write("tiny.kir", kTinyGraph);
+  write("w.npz", "PK\x03\x04 this is not really a zip file");
+  expectOneError(kiln("run " + path("tiny.kir") + " --random --weights " + path("w.npz")), 1,
+                 path("w.npz"));
+}
+
+TEST_F(Cli, WrongInputShape) {
+  write("tiny.kir", kTinyGraph);
+  // write a [2,5] f32 input with the CLI itself: run a graph whose output has that shape
+  write("five.kir",
+        "graph @five {\n  input %x : f32[N,5]{nc}\n  %0 = relu(%x) : f32[N,5]{nc}\n  output %0\n}\n");
+  ASSERT_EQ(kiln("run " + path("five.kir") + " --random --batch 2 -o " + path("x5.npy")).exitCode, 0);
+  Result r = kiln("run " + path("tiny.kir") + " --random-weights --input " + path("x5.npy") + " -o " +
+                  path("y.npy"));
+  expectOneError(r, 1, "input %x");
+  EXPECT_FALSE(fs::exists(path("y.npy")));  // no partial output
+}
+
+TEST_F(Cli, MissingWeightsListedAtOnce) {
+  write("tiny.kir", kTinyGraph);
+  Result r = kiln("run " + path("tiny.kir") + " --random");
+  expectOneError(r, 1, "2 missing: fc.bias, fc.weight");
+}
+
+TEST_F(Cli, StrictWeightLoadingReportsEverything) {
+  write("other.kir",
+        "graph @other {\n  input %x : f32[N,4]{nc}\n  param %fc.weight : f32[2,4]{oi}\n"
+        "  param %extra.bias : f32[2]{x}\n"
+        "  %0 = linear(%x, %fc.weight, %extra.bias) : f32[N,2]{nc}\n  output %0\n}\n");
+  ASSERT_EQ(kiln("opt " + path("other.kir") + " --random-weights --save-weights " + path("w.npz")).exitCode, 0);
+  Result r = kiln("run resnet18 --random --weights " + path("w.npz"));
+  expectOneError(r, 1, "missing: ");
+  EXPECT_NE(r.err.find("fc.weight: expected f32[1000,512], got f32[2,4]"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 unexpected: extra.bias"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -1,0 +1,34 @@
+// The subcommand table of the kiln CLI (each registered from its own tools/cmd_*.cpp).
+#pragma once
+
+#include <span>
+#include <string_view>
+
+#include "tools/common.h"
+
+namespace kiln::tools {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  Register registerOptions;
+};
+
+Action registerModels(CLI::App& app);
+Action registerOps(CLI::App& app);
+Action registerShow(CLI::App& app);
+Action registerOpt(CLI::App& app);
+Action registerRun(CLI::App& app);
+
+inline std::span<const Command> commands() {
+  static constexpr Command kCommands[] = {
+      {"models", "list the model zoo: parameters and MACs vs published figures", &registerModels},
+      {"ops", "list the op table (--markdown for docs/ir.md)", &registerOps},
+      {"show", "print a model or file as kiln IR (.kir)", &registerShow},
+      {"opt", "run passes over a graph, with per-pass dumps", &registerOpt},
+      {"run", "run a graph on inputs (reference backend)", &registerRun},
+  };
+  return kCommands;
+}
+
+}  // namespace kiln::tools

@@ -1,0 +1,132 @@
+// Loading sources (registry models, .kir, .kpb) and atomic text output for the CLI.
+#include "tools/common.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "ir/parser.h"
+#include "ir/printer.h"
+#include "ir/proto_io.h"
+#include "ir/verifier.h"
+#include "models/registry.h"
+#include "runtime/npy.h"
+
+namespace kiln::tools {
+
+bool endsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+void addSourceOptions(CLI::App& app, SourceOptions& o, bool withWeights) {
+  app.add_option("source", o.source, "model name (see `kiln models`), .kir or .kpb file, or - for stdin")
+      ->required();
+  app.add_option("--batch", o.batch, "fix the batch size (default: symbolic N)")->check(CLI::PositiveNumber);
+  app.add_option("--resolution", o.resolution, "input height/width for registry models")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--num-classes", o.numClasses, "classifier outputs for registry models")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--in-channels", o.inChannels, "input channels for registry models")
+      ->check(CLI::PositiveNumber);
+  if (withWeights) {
+    app.add_option("--weights", o.weights, "weights .npz, bound to parameters by name");
+    app.add_flag("--random-weights", o.randomWeights,
+                 "fill weights that --weights does not provide with seeded random values");
+    app.add_option("--seed", o.seed, "seed for --random-weights and --random");
+  }
+}
+
+Expected<std::string> readText(const std::string& path) {
+  std::ostringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return error("cannot open '{}': {}", path, std::strerror(errno));
+  ss << in.rdbuf();
+  if (in.bad()) return error("cannot read '{}': {}", path, std::strerror(errno));
+  return ss.str();
+}
+
+Status writeText(const std::string& path, std::string_view text) {
+  if (path == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return Status::ok();
+  }
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return error("cannot write '{}': {}", path, std::strerror(errno));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return error("cannot write '{}': {}", path, std::strerror(errno));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return error("cannot write '{}': {}", path, std::strerror(err));
+  }
+  return Status::ok();
+}
+
+Status writeModule(const std::string& path, const ir::Module& m, bool debugLocations) {
+  if (endsWith(path, ".kpb")) return ir::writeKpb(path, m);
+  return writeText(path, ir::printGraph(m.graph, ir::PrintOptions{debugLocations}));
+}
+
+namespace {
+
+Expected<ir::Module> loadRegistryModel(const models::ModelInfo& info, const SourceOptions& o) {
+  models::ModelConfig cfg;
+  cfg.batch = o.batch;
+  cfg.resolution = o.resolution ? o.resolution : info.defaultResolution;
+  cfg.numClasses = o.numClasses;
+  cfg.inChannels = o.inChannels;
+  return info.build(cfg);
+}
+
+Expected<ir::Module> loadFile(const SourceOptions& o) {
+  if (endsWith(o.source, ".kpb")) return ir::readKpb(o.source);
+  KILN_ASSIGN_OR_RETURN(std::string text, readText(o.source));
+  KILN_ASSIGN_OR_RETURN(ir::Graph g, ir::parseGraph(text, o.source == "-" ? "<stdin>" : o.source));
+  KILN_TRY(ir::verify(g));
+  return ir::Module(std::move(g));
+}
+
+}  // namespace
+
+Expected<ir::Module> loadSource(const SourceOptions& o) {
+  const models::ModelInfo* info = models::findModel(o.source);
+  const bool isFile = o.source == "-" || endsWith(o.source, ".kir") || endsWith(o.source, ".kpb") ||
+                      o.source.find('/') != std::string::npos;
+  if (!info && !isFile)
+    return error("'{}' is neither a known model (see `kiln models`) nor a .kir/.kpb file", o.source);
+  ir::Module m;
+  if (info && !isFile) {
+    KILN_ASSIGN_OR_RETURN(m, loadRegistryModel(*info, o));
+  } else {
+    KILN_ASSIGN_OR_RETURN(m, loadFile(o));
+  }
+  if (!o.weights.empty()) {
+    KILN_ASSIGN_OR_RETURN(ir::WeightStore store, runtime::readNpz(o.weights));
+    for (const auto& [name, t] : store.entries()) m.weights.set(name, t);
+    // Registry models must match the file exactly (like torch's strict load_state_dict);
+    // optimized files legitimately reference only some of a store's tensors.
+    const bool strict = info && !isFile && !o.randomWeights;
+    KILN_TRY(ir::checkWeightBinding(m.graph, m.weights, strict).withContext(o.weights));
+  }
+  if (o.randomWeights) ir::initMissingWeights(m.graph, m.weights, o.seed);
+  return m;
+}
+
+}  // namespace kiln::tools
