@@ -46,6 +46,50 @@ Layout layoutLike(const OpContext& c, size_t rank) {
 
 std::string dimStr(Dim d) { return d == kBatch ? std::string("N") : std::to_string(d); }
 
+Status checkAttr(const OpContext& c, std::string_view attr, int64_t v, int64_t min) {
+  if (v < min) return error(c.loc, "{}: {} must be >= {}, got {}", c.op, attr, min, v);
+  if (v > kMaxDim) return error(c.loc, "{}: {} {} exceeds the limit {}", c.op, attr, v, kMaxDimText);
+  return Status::ok();
+}
+
+Status checkAttrs(const OpContext& c, std::string_view attr, std::span<const int64_t> vs,
+                  int64_t min) {
+  for (int64_t v : vs) KILN_TRY(checkAttr(c, attr, v, min));
+  return Status::ok();
+}
+
+Status checkResult(const OpContext& c, const Shape& y) {
+  Status st = checkShapeLimits(y);
+  if (!st) return error(c.loc, "{}: result {}", c.op, st.message());
+  return Status::ok();
+}
+
+Status resultTooLarge(const OpContext& c, std::string_view what) {
+  return error(c.loc, "{}: {} exceeds the limit {}", c.op, what, kMaxDimText);
+}
+
+std::optional<int64_t> addDims(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r) || r > kMaxDim) return std::nullopt;
+  return r;
+}
+
+std::optional<int64_t> mulDims(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r) || r > kMaxDim) return std::nullopt;
+  return r;
+}
+
+std::optional<int64_t> productOfDims(std::span<const int64_t> dims) {
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end()) return 0;
+  std::optional<int64_t> p = 1;
+  for (int64_t d : dims) {
+    p = mulDims(*p, d);
+    if (!p) return std::nullopt;
+  }
+  return p;
+}
+
 }  // namespace rules
 
 using namespace rules;

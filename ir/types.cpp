@@ -2,6 +2,7 @@
 #include "ir/types.h"
 
 #include <array>
+#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -55,8 +56,25 @@ bool Shape::isStatic() const {
 
 int64_t Shape::numElements(int64_t batch) const {
   int64_t n = 1;
-  for (Dim d : dims_) n *= d == kBatch ? batch : d;
-  return n;
+  bool saturated = false;
+  for (Dim d : dims_) {
+    const int64_t e = d == kBatch ? batch : d;
+    if (e == 0) return 0;
+    saturated = saturated || __builtin_mul_overflow(n, e, &n);
+  }
+  return saturated ? std::numeric_limits<int64_t>::max() : n;
+}
+
+Status checkShapeLimits(const Shape& shape) {
+  for (Dim d : shape.dims()) {
+    if (d == kBatch) continue;
+    if (d < 0) return error("dimension {} is negative (a dimension is N or an integer >= 0)", d);
+    if (d > kMaxDim) return error("dimension {} exceeds the limit {}", d, kMaxDimText);
+  }
+  // Dims are <= 2^40 here, so the product can only saturate past kMaxElements.
+  if (shape.numElements(1) > kMaxElements)
+    return error("shape {} has more than {} elements", shape.str(), kMaxDimText);
+  return Status::ok();
 }
 
 Shape Shape::bind(int64_t batch) const {

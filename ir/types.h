@@ -8,6 +8,10 @@
 #include <string_view>
 #include <vector>
 
+namespace kiln {
+class Status;
+}
+
 namespace kiln::ir {
 
 // ---- dtypes ---------------------------------------------------------------
@@ -39,6 +43,18 @@ bool isFloat(DType t);
 using Dim = int64_t;
 inline constexpr Dim kBatch = -1;
 
+/// The largest static dimension a type may have (2^40). The parser rejects larger ones, the
+/// verifier checks every value against it, and shape rules check the integer attributes
+/// they compute dims from (kernel, stride, pad, ...) against it, so that sums and small
+/// products of dims stay far from int64 overflow.
+inline constexpr int64_t kMaxDim = int64_t{1} << 40;
+/// How messages write kMaxDim.
+inline constexpr std::string_view kMaxDimText = "2^40";
+/// The largest element count of a type, N counted as 1. Equal to kMaxDim on purpose: then
+/// flattening or reshaping any valid type gives valid dims.
+inline constexpr int64_t kMaxElements = kMaxDim;
+static_assert(kMaxDim == int64_t{1} << 40, "kMaxDimText spells the limit");
+
 /// A logical shape (always in the canonical order, e.g. N,C,H,W — the layout says how
 /// it sits in memory).
 class Shape {
@@ -53,7 +69,8 @@ class Shape {
   const std::vector<Dim>& dims() const { return dims_; }
   std::vector<Dim>& dims() { return dims_; }
   bool isStatic() const;
-  /// Elements with N bound to `batch`.
+  /// Elements with N bound to `batch`. Never overflows: a product beyond int64 saturates at
+  /// INT64_MAX (only shapes outside the limits below can get there), and any 0 dim gives 0.
   int64_t numElements(int64_t batch = 1) const;
   /// Replaces N by `batch`.
   Shape bind(int64_t batch) const;
@@ -64,6 +81,11 @@ class Shape {
  private:
   std::vector<Dim> dims_;
 };
+
+/// Ok when every dim is N or in [0, kMaxDim] and numElements(1) <= kMaxElements; otherwise
+/// an error without a location ("dimension 4611686018427387904 exceeds the limit 2^40") for
+/// the caller to locate.
+Status checkShapeLimits(const Shape& shape);
 
 // ---- layouts --------------------------------------------------------------
 // A layout says how the logical dims sit in memory. Plain layouts are permutations;

@@ -34,27 +34,28 @@ Status runModels(const Options& o) {
   for (const models::ModelInfo& info : models::allModels()) {
     if (!o.filter.empty() && std::string_view(info.name).find(o.filter) == std::string_view::npos)
       continue;
-    models::ModelConfig cfg;
+    models::ModelConfig cfg = models::defaultConfig(info);
     cfg.batch = 1;
-    cfg.resolution = info.defaultResolution;
     KILN_ASSIGN_OR_RETURN(ir::Module m, info.build(cfg));
     const int64_t params = ir::countParams(m.graph);
     const ir::Cost cost = ir::graphCost(m.graph);
     if (o.json) {
       out.push_back({{"name", info.name},
-                     {"resolution", info.defaultResolution},
+                     {"resolution", cfg.resolution},
+                     {"in_channels", cfg.inChannels},
+                     {"num_classes", cfg.numClasses},
                      {"params", params},
                      {"macs", cost.macs},
                      {"flops", cost.flops},
                      {"published",
                       {{"params", info.published.params},
-                       {"macs", info.published.macs},
+                       {"gmacs", info.published.gmacs},
                        {"source", info.published.source}}}});
     } else {
       fmt::print("{:<22} {:>5} {:>12} {:>10}   {:>12} {:>10}  {}\n", info.name,
                  info.defaultResolution, thousands(params), giga(cost.macs),
                  info.published.params ? thousands(info.published.params) : "-",
-                 giga(info.published.macs), info.published.source);
+                 giga(static_cast<int64_t>(info.published.gmacs * 1e9)), info.published.source);
     }
   }
   if (o.json) fmt::print("{}\n", out.dump(2));

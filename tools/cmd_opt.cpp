@@ -57,7 +57,7 @@ Status runOpt(Options& o) {
 Action registerOpt(CLI::App& app) {
   auto o = std::make_shared<Options>();
   addSourceOptions(app, o->source, /*withWeights=*/true);
-  app.add_flag("-O2", o->o2, "the default pipeline (same as --passes=default)");
+  app.add_flag("--O2", o->o2, "-O2: the default pipeline (same as --passes=default)");
   app.add_option("--passes", o->passes, "comma-separated pass list, or 'default'");
   app.add_flag("--print-after-all", o->pm.printAfterAll, "print the IR after every pass (stderr)");
   app.add_option("--print-after", o->pm.printAfter, "print the IR after this pass (repeatable)");

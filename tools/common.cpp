@@ -27,11 +27,11 @@ void addSourceOptions(CLI::App& app, SourceOptions& o, bool withWeights) {
   app.add_option("source", o.source, "model name (see `kiln models`), .kir or .kpb file, or - for stdin")
       ->required();
   app.add_option("--batch", o.batch, "fix the batch size (default: symbolic N)")->check(CLI::PositiveNumber);
-  app.add_option("--resolution", o.resolution, "input height/width for registry models")
+  app.add_option("--resolution", o.resolution, "input height/width for registry models (default: the model's)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--num-classes", o.numClasses, "classifier outputs for registry models")
+  app.add_option("--num-classes", o.numClasses, "classifier outputs for registry models (default: the model's)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--in-channels", o.inChannels, "input channels for registry models")
+  app.add_option("--in-channels", o.inChannels, "input channels for registry models (default: the model's)")
       ->check(CLI::PositiveNumber);
   if (withWeights) {
     app.add_option("--weights", o.weights, "weights .npz, bound to parameters by name");
@@ -87,11 +87,11 @@ Status writeModule(const std::string& path, const ir::Module& m, bool debugLocat
 namespace {
 
 Expected<ir::Module> loadRegistryModel(const models::ModelInfo& info, const SourceOptions& o) {
-  models::ModelConfig cfg;
+  models::ModelConfig cfg = models::defaultConfig(info);
   cfg.batch = o.batch;
-  cfg.resolution = o.resolution ? o.resolution : info.defaultResolution;
-  cfg.numClasses = o.numClasses;
-  cfg.inChannels = o.inChannels;
+  if (o.resolution) cfg.resolution = o.resolution;
+  if (o.numClasses) cfg.numClasses = o.numClasses;
+  if (o.inChannels) cfg.inChannels = o.inChannels;
   return info.build(cfg);
 }
 

@@ -25,8 +25,8 @@ struct SourceOptions {
   std::string source;           // model name, .kir, .kpb, or "-" (stdin .kir)
   int64_t batch = -1;           // -1 keeps the symbolic N
   int64_t resolution = 0;       // 0: the model's default
-  int64_t numClasses = 1000;
-  int64_t inChannels = 3;
+  int64_t numClasses = 0;       // 0: the model's default
+  int64_t inChannels = 0;       // 0: the model's default
   std::string weights;          // .npz bound by name
   bool randomWeights = false;   // fill weights the store lacks with seeded random values
   uint64_t seed = 0;

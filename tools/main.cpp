@@ -17,8 +17,11 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(std::string(c.name), std::string(c.summary));
     actions.emplace_back(sub, c.registerOptions(*sub));
   }
+  // Compiler-style `-O2` is not a flag name CLI11 accepts; spell it `--O2` for the parser.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) args.emplace_back(std::string_view(argv[i]) == "-O2" ? "--O2" : argv[i]);
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

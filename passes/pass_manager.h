@@ -1,0 +1,59 @@
+// The pass manager: runs a pipeline with IR dumps (--print-after, --dump-dir), timings
+// and verification after each pass.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ir/module.h"
+#include "ir/status.h"
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+struct PassManagerOptions {
+  /// Pass names in order ("default" expands to the default pipeline).
+  std::vector<std::string> passes{};
+  /// Print the IR after every pass.
+  bool printAfterAll = false;
+  /// Print the IR after / before each run of these passes (names must be known passes).
+  std::vector<std::string> printAfter{}, printBefore{};
+  /// Print after a pass only when it changed the printed IR; alone, it applies to every pass.
+  bool printChanged = false;
+  /// Write DIR/00-input.kir, DIR/01-<pass>.kir, … (one numbered file per pass run).
+  std::string dumpDir{};
+  /// Print a table of pass times (ms and % of the total) at the end.
+  bool timePasses = false;
+  /// Verify the input, then the graph after every pass; a failure names the pass.
+  bool verifyEach = false;
+  /// Print source locations in dumps.
+  bool debugLocations = false;
+};
+
+class PassManager {
+ public:
+  /// `out` receives the IR dumps and the timing table (the CLI passes stderr).
+  PassManager(PassManagerOptions options, PassEnv env, std::function<void(std::string_view)> out);
+
+  /// Appends a pass built by the caller (a backend's own pipeline, or a test's); it runs
+  /// after the passes named in the options, with the same dumps, timing and verification.
+  void addPass(std::unique_ptr<Pass> pass) { extra_.push_back(std::move(pass)); }
+
+  /// Creates every pass first (so a bad name fails before the module is touched), then runs
+  /// them in order. A failing pass's error is prefixed with its name.
+  Status run(ir::Module& module);
+
+ private:
+  PassManagerOptions options_;
+  PassEnv env_;
+  std::function<void(std::string_view)> out_;
+  std::vector<std::unique_ptr<Pass>> extra_;
+};
+
+/// The dump header MLIR-style tools print: `// -----// IR Dump After cse //----- //`.
+std::string dumpHeader(std::string_view when, std::string_view passName);
+
+}  // namespace kiln::passes
