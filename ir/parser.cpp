@@ -124,9 +124,7 @@ class Parser {
     return true;
   }
   Loc locOf(const Token& t) const { return Loc{std::string(file_), t.line, t.col}; }
-  Status errorAt(const Loc& loc, std::string_view msg) const {
-    return Status::error(fmt::format("{}: error: {}", loc.str(), msg));
-  }
+  Status errorAt(const Loc& loc, std::string_view msg) const { return error(loc, "{}", msg); }
   Status errorAt(const Token& t, std::string_view msg) const { return errorAt(locOf(t), msg); }
 
   /// "expected X" at the current token. A lexical error reports itself instead. When the
@@ -196,6 +194,8 @@ class Parser {
             return errorAt(tok(), fmt::format("bad dimension {} (a dimension is N or an integer "
                                               ">= 0)",
                                               *d));
+          if (*d > kMaxDim)
+            return errorAt(tok(), fmt::format("dimension {} exceeds the limit {}", *d, kMaxDimText));
           shape.dims().push_back(*d);
         } else {
           return expected("a dimension (N or an integer)");
@@ -205,6 +205,7 @@ class Parser {
       }
     }
     KILN_TRY(expect(TokKind::RBracket, "',' or ']' in the shape"));
+    if (Status limits = checkShapeLimits(shape); !limits) return errorAt(dtypeTok, limits.message());
     if (!is(TokKind::LBrace)) {
       std::optional<Layout> layout = defaultLayout(shape.rank());
       if (!layout)
@@ -407,7 +408,12 @@ class Parser {
     KILN_TRY(checkNew(nameTok));
     advance();
     KILN_TRY(expect(TokKind::Colon, fmt::format("':' and the type of {}", nameTok.text)));
+    const Token& typeTok = tok();
     KILN_ASSIGN_OR_RETURN(TensorType type, parseType());
+    if (kind != ValueKind::Input && !type.shape.isStatic())
+      return errorAt(typeTok, fmt::format("{} {} must have a static shape (only inputs and "
+                                          "results may use N), got {}",
+                                          kwTok.text, nameTok.text, type.str()));
     KILN_ASSIGN_OR_RETURN(std::optional<Loc> loc, parseLocSuffix());
     std::string name = nameTok.anonymous ? std::string() : nameTok.str;
     Loc where = loc ? std::move(*loc) : locOf(kwTok);
@@ -435,7 +441,6 @@ class Parser {
     std::string msg = status.message();
     std::string prefix = nodeLoc.str() + ": ";
     if (nodeLoc.known() && msg.starts_with(prefix)) msg.erase(0, prefix.size());
-    if (msg.starts_with("error: ")) msg.erase(0, 7);
     return errorAt(here, msg);
   }
 

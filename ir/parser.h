@@ -11,7 +11,8 @@
 namespace kiln::ir {
 
 /// Parses a whole .kir text. `fileName` goes into locations and errors
-/// ("file.kir:3:14: error: ..."). Never aborts on bad input.
+/// ("file.kir:3:14: message", like every located error; the CLI adds "error: "). Never aborts
+/// on bad input.
 Expected<Graph> parseGraph(std::string_view text, std::string_view fileName);
 
 /// Parses one tensor type (`f32[N,3,224,224]{nchw}`; the `{layout}` may be left out for the

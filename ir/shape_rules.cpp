@@ -129,19 +129,26 @@ Status inferConv2d(const OpContext& c, const Conv2dAttrs& a, Results& out) {
   KILN_TRY(expectFloat(c, 0));
   const Shape& x = c.in[0].shape;
   const Shape& w = c.in[1].shape;
-  if (a.groups < 1) return error(c.loc, "{}: groups must be >= 1, got {}", c.op, a.groups);
-  for (int i = 0; i < 2; ++i) {
-    if (a.stride[i] < 1 || a.dilation[i] < 1)
-      return error(c.loc, "{}: stride and dilation must be >= 1", c.op);
-  }
-  for (int64_t p : a.pad)
-    if (p < 0) return error(c.loc, "{}: padding must be >= 0", c.op);
+  KILN_TRY(checkAttr(c, "groups", a.groups, 1));
+  KILN_TRY(checkAttrs(c, "stride", a.stride, 1));
+  KILN_TRY(checkAttrs(c, "dilation", a.dilation, 1));
+  KILN_TRY(checkAttrs(c, "pad", a.pad, 0));
   if (x[1] < 0 || x[2] < 0 || x[3] < 0)
     return error(c.loc, "{}: only the batch dimension of {} may be symbolic, got {}", c.op,
                  c.operandName(0), c.in[0].str());
-  if (x[1] != w[1] * a.groups)
+  if (!w.isStatic())
+    return error(c.loc, "{}: weight {} must have a static shape, got {}", c.op,
+                 c.operandName(1), c.in[1].str());
+  if (w[2] < 1 || w[3] < 1)
+    return error(c.loc, "{}: weight {} has an empty kernel, got {}", c.op, c.operandName(1),
+                 c.in[1].str());
+  int64_t inC = 0;
+  const bool inCOverflows = __builtin_mul_overflow(w[1], a.groups, &inC);
+  if (inCOverflows || x[1] != inC)
     return error(c.loc, "{}: input {} has {} channels, weight {} expects {} (groups={})", c.op,
-                 c.operandName(0), x[1], c.operandName(1), w[1] * a.groups, a.groups);
+                 c.operandName(0), x[1], c.operandName(1),
+                 inCOverflows ? fmt::format("{}*{}", w[1], a.groups) : std::to_string(inC),
+                 a.groups);
   if (w[0] % a.groups != 0)
     return error(c.loc, "{}: {} output channels are not divisible by groups={}", c.op, w[0],
                  a.groups);
@@ -152,13 +159,20 @@ Status inferConv2d(const OpContext& c, const Conv2dAttrs& a, Results& out) {
   }
   Shape y{x[0], w[0], 0, 0};
   for (int i = 0; i < 2; ++i) {
-    const int64_t span = a.dilation[i] * (w[2 + i] - 1) + 1;
-    const int64_t padded = x[2 + i] + a.pad[i] + a.pad[2 + i];
-    if (padded < span)
+    // Attributes are <= kMaxDim, but the weight and input dims of a graph that was not
+    // verified may be anything: every step is checked.
+    int64_t span = 0, padded = 0;
+    const bool spanOverflows = __builtin_mul_overflow(a.dilation[i], w[2 + i] - 1, &span) ||
+                               __builtin_add_overflow(span, 1, &span);
+    if (__builtin_add_overflow(x[2 + i], a.pad[i], &padded) ||
+        __builtin_add_overflow(padded, a.pad[2 + i], &padded))
+      return resultTooLarge(c, "padded input size");
+    if (spanOverflows || padded < span)
       return error(c.loc, "{}: kernel {}x{} (dilated) does not fit input {} with padding", c.op,
                    w[2], w[3], c.in[0].str());
     y[2 + i] = (padded - span) / a.stride[i] + 1;
   }
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
 }
@@ -197,6 +211,7 @@ Status inferBroadcast(const OpContext& c, const NoAttrs&, Results& out) {
                    a.str(), b.str(), i, dimStr(da), dimStr(db));
     }
   }
+  KILN_TRY(checkResult(c, y));
   Layout layout = defaultLayout(rank).value_or(Layout::Scalar);
   if (a == y) layout = c.in[0].layout;
   else if (b == y) layout = c.in[1].layout;
@@ -239,6 +254,7 @@ Status inferMatMul(const OpContext& c, const NoAttrs&, Results& out) {
   }
   y[batchRank] = a[a.rank() - 2];
   y[batchRank + 1] = b[b.rank() - 1];
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, defaultLayout(y.rank()).value_or(Layout::NC)});
   return Status::ok();
 }
@@ -248,6 +264,9 @@ Status inferLinear(const OpContext& c, const NoAttrs&, Results& out) {
   KILN_TRY(expectRank(c, 1, 2));
   const Shape& x = c.in[0].shape;
   const Shape& w = c.in[1].shape;
+  if (!w.isStatic())
+    return error(c.loc, "{}: weight {} must have a static shape, got {}", c.op,
+                 c.operandName(1), c.in[1].str());
   if (x.rank() < 1 || x[x.rank() - 1] != w[1])
     return error(c.loc, "{}: input {} has {} features, weight {} expects {}", c.op,
                  c.operandName(0), x.rank() ? dimStr(x[x.rank() - 1]) : "no", c.operandName(1),
@@ -257,6 +276,7 @@ Status inferLinear(const OpContext& c, const NoAttrs&, Results& out) {
                  c.in[2].str());
   Shape y = x;
   y[y.rank() - 1] = w[0];
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, layoutLike(c, y.rank())});
   return Status::ok();
 }

@@ -2,6 +2,7 @@
 // typed attributes; shape rules push one TensorType per result.
 #pragma once
 
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -41,6 +42,17 @@ Status inferReorder(const OpContext& c, const ReorderAttrs& a, Results& out);
 Status inferConstant(const OpContext& c, const ConstantAttrs& a, Results& out);
 
 // ---- cost rules (cost_rules.cpp) ----
+// Counts saturate at INT64_MAX instead of overflowing (a graph within the limits of
+// ir/types.h can still have a conv whose MACs pass int64).
+inline int64_t saturatingAdd(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
+}
+inline int64_t saturatingMul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
+}
+
 using ResultTypes = std::span<const TensorType>;
 Cost costConv2d(const OpContext& c, const Conv2dAttrs& a, ResultTypes r);
 Cost costBatchNorm(const OpContext& c, const BatchNormAttrs& a, ResultTypes r);
@@ -49,7 +61,7 @@ Cost costLinear(const OpContext& c, const NoAttrs&, ResultTypes r);
 template <typename A>
 Cost costPerElement(const OpContext&, const A&, ResultTypes r) {
   Cost cost;
-  for (const TensorType& t : r) cost.flops += t.shape.numElements(1);
+  for (const TensorType& t : r) cost.flops = saturatingAdd(cost.flops, t.shape.numElements(1));
   return cost;
 }
 template <typename A>

@@ -15,25 +15,36 @@ using namespace rules;
 namespace {
 
 /// PyTorch's pooling output size, including its ceil_mode rule: the last window must
-/// start inside the input or the left padding.
+/// start inside the input or the left padding. The attributes are already within
+/// [1 or 0, kMaxDim]; `in` may be anything >= 0, so every step is overflow-checked.
 Expected<int64_t> pooledSize(const OpContext& c, int64_t in, int64_t k, int64_t s, int64_t padBegin,
                              int64_t padEnd, int64_t dilation, bool ceilMode) {
-  if (k < 1 || s < 1 || dilation < 1)
-    return error(c.loc, "{}: kernel, stride and dilation must be >= 1", c.op);
-  if (padBegin < 0 || padEnd < 0) return error(c.loc, "{}: padding must be >= 0", c.op);
-  const int64_t span = dilation * (k - 1) + 1;
-  const int64_t padded = in + padBegin + padEnd;
-  if (padded < span)
-    return error(c.loc, "{}: window {} does not fit input size {} with padding", c.op, span, in);
-  int64_t numer = padded - span;
-  int64_t outSize = (ceilMode ? (numer + s - 1) / s : numer / s) + 1;
-  if (ceilMode && (outSize - 1) * s >= in + padBegin) --outSize;
+  int64_t span = 0, padded = 0;
+  const bool spanOverflows =
+      __builtin_mul_overflow(dilation, k - 1, &span) || __builtin_add_overflow(span, 1, &span);
+  if (__builtin_add_overflow(in, padBegin, &padded) ||
+      __builtin_add_overflow(padded, padEnd, &padded))
+    return resultTooLarge(c, "padded input size");
+  if (spanOverflows || padded < span)
+    return error(c.loc, "{}: window {} does not fit input size {} with padding", c.op,
+                 spanOverflows ? fmt::format("{}*{}+1", dilation, k - 1) : std::to_string(span),
+                 in);
+  const int64_t numer = padded - span;
+  int64_t outSize = numer / s + (ceilMode && numer % s != 0 ? 1 : 0) + 1;
+  // (outSize - 1) * s overflowing means it is certainly past in + padBegin (<= padded).
+  int64_t lastStart = 0;
+  if (ceilMode && (__builtin_mul_overflow(outSize - 1, s, &lastStart) || lastStart >= in + padBegin))
+    --outSize;
   return outSize;
 }
 
 Status poolShape(const OpContext& c, const Ints<2>& k, const Ints<2>& s, const Ints<4>& pad,
                  const Ints<2>& dil, bool ceilMode, Results& out) {
   KILN_TRY(expectRank(c, 0, 4));
+  KILN_TRY(checkAttrs(c, "kernel", k, 1));
+  KILN_TRY(checkAttrs(c, "stride", s, 1));
+  KILN_TRY(checkAttrs(c, "pad", pad, 0));
+  KILN_TRY(checkAttrs(c, "dilation", dil, 1));
   const Shape& x = c.in[0].shape;
   if (x[2] < 0 || x[3] < 0)
     return error(c.loc, "{}: spatial dims of {} must be static", c.op, c.operandName(0));
@@ -42,6 +53,7 @@ Status poolShape(const OpContext& c, const Ints<2>& k, const Ints<2>& s, const I
     KILN_ASSIGN_OR_RETURN(y[2 + i], pooledSize(c, x[2 + i], k[i], s[i], pad[i], pad[2 + i],
                                                dil[i], ceilMode));
   }
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
 }
@@ -66,11 +78,11 @@ Status inferGlobalPool(const OpContext& c, const NoAttrs&, Results& out) {
 
 Status inferAdaptivePool(const OpContext& c, const AdaptiveAvgPool2dAttrs& a, Results& out) {
   KILN_TRY(expectRank(c, 0, 4));
-  if (a.output_size[0] < 1 || a.output_size[1] < 1)
-    return error(c.loc, "{}: output_size must be >= 1", c.op);
+  KILN_TRY(checkAttrs(c, "output_size", a.output_size, 1));
   Shape y = c.in[0].shape;
   y[2] = a.output_size[0];
   y[3] = a.output_size[1];
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
 }
@@ -93,8 +105,11 @@ Status inferConcat(const OpContext& c, const AxisAttrs& a, Results& out) {
     }
     if (s[axis] < 0)
       return error(c.loc, "{}: cannot concatenate along the symbolic batch dimension", c.op);
-    y[axis] += s[axis];
+    std::optional<int64_t> sum = addDims(y[axis], s[axis]);
+    if (!sum) return resultTooLarge(c, fmt::format("the sum of the sizes along axis {}", axis));
+    y[axis] = *sum;
   }
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
 }
@@ -104,10 +119,12 @@ Status inferSplit(const OpContext& c, const SplitAttrs& a, Results& out) {
   KILN_ASSIGN_OR_RETURN(int64_t axis, normalizeAxis(c, a.axis, x.rank()));
   if (x[axis] < 0) return error(c.loc, "{}: cannot split the symbolic batch dimension", c.op);
   if (a.sizes.empty()) return error(c.loc, "{}: sizes must not be empty", c.op);
+  KILN_TRY(checkAttrs(c, "sizes", a.sizes, 1));
   int64_t total = 0;
   for (int64_t s : a.sizes) {
-    if (s < 1) return error(c.loc, "{}: split sizes must be >= 1, got {}", c.op, s);
-    total += s;
+    std::optional<int64_t> sum = addDims(total, s);
+    if (!sum) return resultTooLarge(c, "the sum of sizes");
+    total = *sum;
   }
   if (total != x[axis])
     return error(c.loc, "{}: sizes add up to {}, but axis {} of {} has {}", c.op, total, axis,
@@ -155,8 +172,13 @@ Status inferSlice(const OpContext& c, const SliceAttrs& a, Results& out) {
       start = clampIdx(a.starts[i], 0, dim - 1);
       end = clampIdx(a.ends[i], -1, dim - 1);
     }
-    const int64_t len = step > 0 ? (end - start + step - 1) / step : (start - end - step - 1) / -step;
-    y[axis] = std::max<int64_t>(0, len);
+    // start and end are clamped to [-1, dim]; the step may be any non-zero int64, so the
+    // count is taken with its magnitude as uint64 (-INT64_MIN does not fit int64).
+    const int64_t distance = step > 0 ? end - start : start - end;
+    const uint64_t stride = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+    y[axis] = distance <= 0
+                  ? 0
+                  : static_cast<int64_t>((static_cast<uint64_t>(distance) - 1) / stride + 1);
   }
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
@@ -164,14 +186,19 @@ Status inferSlice(const OpContext& c, const SliceAttrs& a, Results& out) {
 
 Status inferReshape(const OpContext& c, const ReshapeAttrs& a, Results& out) {
   const Shape& x = c.in[0].shape;
-  int64_t inStatic = 1;
+  std::vector<int64_t> inDims;
   bool inHasN = false;
   for (Dim d : x.dims()) {
     if (d == kBatch) inHasN = true;
-    else inStatic *= d;
+    else inDims.push_back(d);
   }
+  // Element counts are <= kMaxElements (== kMaxDim) in a valid graph.
+  const std::optional<int64_t> inCount = productOfDims(inDims);
+  if (!inCount)
+    return error(c.loc, "{}: input {} has more than {} elements", c.op, x.str(), kMaxDimText);
+  const int64_t inStatic = *inCount;
   Shape y(std::vector<Dim>(a.shape.size(), 0));
-  int64_t outStatic = 1;
+  std::vector<int64_t> outDims;
   bool outHasN = false;
   int inferAt = -1;
   for (size_t i = 0; i < a.shape.size(); ++i) {
@@ -187,11 +214,19 @@ Status inferReshape(const OpContext& c, const ReshapeAttrs& a, Results& out) {
       continue;
     } else if (d < -1) {
       return error(c.loc, "{}: invalid shape entry {}", c.op, d);
+    } else {
+      KILN_TRY(checkAttr(c, "shape entry", d, 0));
     }
     y[i] = d;
     if (d == kBatch) outHasN = true;
-    else outStatic *= d;
+    else outDims.push_back(d);
   }
+  // A product past the limit cannot match the input's count.
+  const std::optional<int64_t> outCount = productOfDims(outDims);
+  if (!outCount)
+    return error(c.loc, "{}: cannot reshape {} ({} elements) to {}: more than {} elements", c.op,
+                 x.str(), inStatic, Shape(a.shape).str(), kMaxDimText);
+  const int64_t outStatic = *outCount;
   if (inHasN != outHasN && !(inHasN && inferAt >= 0 && outStatic == inStatic)) {
     return error(c.loc, "{}: cannot reshape {} to {}: the symbolic batch dimension must be kept "
                  "(use 0 to copy it)", c.op, x.str(), Shape(a.shape).str());
@@ -219,16 +254,18 @@ Status inferFlatten(const OpContext& c, const AxisAttrs& a, Results& out) {
   if (axis < 0 || axis > static_cast<int64_t>(x.rank()))
     return error(c.loc, "{}: axis {} is out of range for rank {}", c.op, a.axis, x.rank());
   auto product = [&](size_t from, size_t to) -> Expected<Dim> {
-    Dim p = 1;
+    std::vector<int64_t> dims;
     bool hasN = false;
     for (size_t i = from; i < to; ++i) {
       if (x[i] == kBatch) hasN = true;
-      else p *= x[i];
+      else dims.push_back(x[i]);
     }
-    if (hasN && p != 1)
+    const std::optional<int64_t> p = productOfDims(dims);
+    if (!p) return resultTooLarge(c, fmt::format("a dimension of flattened {}", x.str()));
+    if (hasN && *p != 1)
       return error(c.loc, "{}: axis {} would merge the symbolic batch dimension of {}", c.op,
                    a.axis, x.str());
-    return hasN ? kBatch : p;
+    return hasN ? kBatch : *p;
   };
   KILN_ASSIGN_OR_RETURN(Dim outer, product(0, axis));
   KILN_ASSIGN_OR_RETURN(Dim inner, product(axis, x.rank()));
@@ -258,16 +295,20 @@ Status inferPad(const OpContext& c, const PadAttrs& a, Results& out) {
   if (a.pads.size() != 2 * x.rank())
     return error(c.loc, "{}: pads has {} entries, expected {} (begins then ends for rank {})",
                  c.op, a.pads.size(), 2 * x.rank(), x.rank());
+  KILN_TRY(checkAttrs(c, "pads", a.pads, 0));  // negative padding (cropping) is not supported
   Shape y = x;
   for (size_t i = 0; i < x.rank(); ++i) {
     const int64_t b = a.pads[i], e = a.pads[i + x.rank()];
-    if (b < 0 || e < 0) return error(c.loc, "{}: negative padding is not supported", c.op);
     if (x[i] == kBatch) {
       if (b || e) return error(c.loc, "{}: cannot pad the symbolic batch dimension", c.op);
       continue;
     }
-    y[i] = x[i] + b + e;
+    std::optional<int64_t> padded = addDims(x[i], b);
+    if (padded) padded = addDims(*padded, e);
+    if (!padded) return resultTooLarge(c, fmt::format("padded dimension {} of {}", i, x.str()));
+    y[i] = *padded;
   }
+  KILN_TRY(checkResult(c, y));
   out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
   return Status::ok();
 }
@@ -284,6 +325,8 @@ Status inferConstant(const OpContext& c, const ConstantAttrs& a, Results& out) {
   Shape shape(a.shape);
   for (Dim d : a.shape)
     if (d < 0) return error(c.loc, "{}: shape must be static and non-negative", c.op);
+  KILN_TRY(checkAttrs(c, "shape entry", a.shape, 0));
+  KILN_TRY(checkResult(c, shape));
   const int64_t n = shape.numElements();
   if (a.value.size() != 1 && static_cast<int64_t>(a.value.size()) != n)
     return error(c.loc, "{}: value has {} elements, expected 1 or {} for shape {}", c.op,

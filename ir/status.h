@@ -77,7 +77,8 @@ class [[nodiscard]] Expected {
   std::variant<T, Status> data_;
 };
 
-/// `loc: error: message` when the location is known, `error` text otherwise.
+/// `loc: message` when the location is known, the message alone otherwise. (The CLI's main
+/// prints `error: ` in front of every failed Status.)
 template <typename... Args>
 Status error(const Loc& loc, fmt::format_string<Args...> f, Args&&... args) {
   std::string msg = fmt::format(f, std::forward<Args>(args)...);

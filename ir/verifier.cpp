@@ -22,6 +22,18 @@ Status checkLayoutRank(const Value* v, std::string_view what) {
   return Status::ok();
 }
 
+/// The limits of ir/types.h, for graphs from any source (.kir, .kpb, the DSL, passes), and
+/// static shapes for weights: only activations have the symbolic batch N.
+Status checkTypeLimits(const Value* v, std::string_view what) {
+  const TensorType& t = v->type();
+  if (Status st = checkShapeLimits(t.shape); !st)
+    return error(v->loc(), "{} {}: {}", what, valueRef(v), st.message());
+  if (v->kind() != ValueKind::Input && v->kind() != ValueKind::Result && !t.shape.isStatic())
+    return error(v->loc(), "{} {}: a weight must have a static shape, got {}", what, valueRef(v),
+                 t.str());
+  return Status::ok();
+}
+
 }  // namespace
 
 Status verify(const Graph& g) {
@@ -31,6 +43,7 @@ Status verify(const Graph& g) {
     if (!v->name().empty() && !names.insert(v->name()).second)
       return error(v->loc(), "{} %{} is defined more than once", what, v->name());
     defined.insert(v);
+    KILN_TRY(checkTypeLimits(v, what));
     return checkLayoutRank(v, what);
   };
   for (const Value* v : g.inputs()) KILN_TRY(declare(v, "input"));

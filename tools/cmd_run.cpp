@@ -78,8 +78,8 @@ Status runRun(const Options& o) {
   if (o.backend != "reference")
     return error("--backend {}: only 'reference' exists so far", o.backend);
   KILN_ASSIGN_OR_RETURN(ir::Module m, loadSource(o.source));
-  KILN_TRY(ir::checkWeightBinding(m.graph, m.weights, /*strict=*/false)
-               .withContext("pass --weights w.npz (or --random-weights)"));
+  if (Status st = ir::checkWeightBinding(m.graph, m.weights, /*strict=*/false); !st.isOk())
+    return error("{} (give them with --weights w.npz, or use --random-weights)", st.message());
   KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> inputs, makeInputs(o, m.graph));
   KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outputs, backends::reference::run(m, inputs));
   const auto& outs = m.graph.outputs();

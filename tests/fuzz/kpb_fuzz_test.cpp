@@ -112,6 +112,29 @@ class FieldMutator {
  public:
   explicit FieldMutator(uint64_t seed) : rng_(seed) {}
 
+  // Sets one attribute of a random node to an extreme value of the same kind: these reach
+  // the shape rules, which must reject them without overflowing.
+  void mutateAttr(pb::Module& m) {
+    pb::Graph* g = m.mutable_graph();
+    if (g->nodes_size() == 0) return;
+    pb::Node* n = g->mutable_nodes(static_cast<int>(pick(g->nodes_size())));
+    if (n->attrs_size() == 0) return;
+    pb::Attr* a = n->mutable_attrs(static_cast<int>(pick(n->attrs_size())));
+    if (a->has_i()) {
+      a->set_i(anyInt());
+    } else if (a->has_f()) {
+      a->set_f(anyDouble());
+    } else if (a->has_ints()) {
+      auto* v = a->mutable_ints()->mutable_values();
+      if (v->empty() || pick(4) == 0) v->Add(anyInt());
+      else v->Set(static_cast<int>(pick(v->size())), anyInt());
+    } else if (a->has_floats()) {
+      a->mutable_floats()->add_values(anyDouble());
+    } else {
+      mutate(*a);
+    }
+  }
+
   void mutate(gp::Message& m, int depth = 0) {
     const gp::Descriptor* d = m.GetDescriptor();
     const gp::Reflection* r = m.GetReflection();
@@ -222,7 +245,10 @@ TEST(KpbFuzzTest, FieldMutationsNeverCrash) {
   int ok = 0, failed = 0;
   for (int i = 0; i < 6000 * fuzzScale(); ++i) {
     pb::Module p = seed;
-    for (int k = 0, n = 1 + i % 3; k < n; ++k) mutator.mutate(p);
+    for (int k = 0, n = 1 + i % 3; k < n; ++k) {
+      if (i % 2 == 0) mutator.mutate(p);
+      else mutator.mutateAttr(p);
+    }
     if (p.format_version() > kKpbFormatVersion) p.set_format_version(kKpbFormatVersion);
     auto r = parseModule(p.SerializeAsString(), "fuzz.kpb");
     r.isOk() ? ++ok : ++failed;

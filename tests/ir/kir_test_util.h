@@ -171,9 +171,13 @@ class RandomGraphGen {
   }
 
   // ---- random attribute values, one overload per field type ----
-  // Small enough that no shape rule overflows on them (the rules use plain int64 math);
-  // the int64 extremes are covered in printer_parser_test.cpp.
-  void randomize(int64_t& v) { v = pick<int64_t>({0, 1, 2, 3, -1, -7, 1000}); }
+  // Includes the int64 extremes and the dim limit's edges: shape rules check the attributes
+  // they compute dims from and must reject these with a Status, never overflow (the ASan/UBSan
+  // build runs this).
+  void randomize(int64_t& v) {
+    v = pick<int64_t>({0, 1, 2, 3, -1, -7, 1000, std::numeric_limits<int64_t>::max(),
+                       std::numeric_limits<int64_t>::min(), kMaxDim, kMaxDim + 1});
+  }
   void randomize(double& v) {
     constexpr double inf = std::numeric_limits<double>::infinity();
     v = pick({0.0, -0.0, 1.0, 0.5, 1e-5, 1.0 / 3.0, 1e300, -2.5e-300, 5e-324, 1e16, 123456.0, inf,
@@ -204,10 +208,11 @@ class RandomGraphGen {
     std::vector<TensorType> types;
     bool ok = inferResultTypes(*probe, types).isOk();
     g_->eraseNode(probe);
-    // Only dims >= 0 or N make a valid type (a rule overflowing on huge attributes is a rule
-    // bug, not a printer one).
-    for (const TensorType& t : types)
-      for (Dim d : t.shape.dims()) ok = ok && (d >= 0 || d == kBatch);
+    // Rules check their results against the limits of ir/types.h; this states it.
+    for (const TensorType& t : types) {
+      for (Dim d : t.shape.dims()) EXPECT_TRUE(d >= 0 || d == kBatch) << t.str();
+      EXPECT_TRUE(checkShapeLimits(t.shape).isOk()) << t.str();
+    }
     if (!ok) return false;
     for (TensorType& t : types) {
       // Layouts are chosen, not inferred: any layout of the right rank must survive.

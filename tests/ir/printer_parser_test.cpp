@@ -280,7 +280,7 @@ TEST(KirLocations, RuleErrorsPointAtTheKirLineEvenWithADebugLoc) {
 }
 )");
   EXPECT_EQ(msg,
-            "t.kir:4:3: error: conv2d: input %x has 3 channels, weight %w4 expects 4 "
+            "t.kir:4:3: conv2d: input %x has 3 channels, weight %w4 expects 4 "
             "(groups=1)");
 }
 
@@ -306,38 +306,38 @@ TEST(KirParser, ParsesTypes) {
   EXPECT_EQ(t->str(), "bf16[N,16,7,7]{nChw16c}");
   EXPECT_EQ(parseType("i64[]")->layout, Layout::Scalar);
   EXPECT_EQ(parseType("f32[2,3]{nchw}").message(),
-            "<type>:1:9: error: layout {nchw} has rank 4 but shape [2,3] has rank 2");
+            "<type>:1:9: layout {nchw} has rank 4 but shape [2,3] has rank 2");
   EXPECT_FALSE(parseType("f32[1,2,3,4,5,6]").isOk());
   EXPECT_FALSE(parseType("f32[-2]").isOk());
 }
 
 TEST(KirParser, ErrorsCarryFileLineAndColumn) {
-  EXPECT_EQ(parseError(""), "t.kir:1:1: error: unexpected end of file, expected 'graph @name {'");
+  EXPECT_EQ(parseError(""), "t.kir:1:1: unexpected end of file, expected 'graph @name {'");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %0 = relu(%x) : f32[2]{x}\n"),
-            "t.kir:3:28: error: unexpected end of file, expected '}' to close graph @g");
+            "t.kir:3:28: unexpected end of file, expected '}' to close graph @g");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x} $\n}"),
-            "t.kir:2:24: error: unexpected character '$'");
+            "t.kir:2:24: unexpected character '$'");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  output %y\n}"),
-            "t.kir:3:10: error: output of undefined value %y");
+            "t.kir:3:10: output of undefined value %y");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n}\nextra"),
-            "t.kir:4:1: error: expected end of file after the graph's closing '}', got 'extra'");
+            "t.kir:4:1: expected end of file after the graph's closing '}', got 'extra'");
   EXPECT_EQ(parseError("graph @g {\n  param %0 : f32[2]{x}\n}"),
-            "t.kir:2:9: error: param %0 needs a name: weights are bound to the weight store by "
+            "t.kir:2:9: param %0 needs a name: weights are bound to the weight store by "
             "name");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %y = relu(%y) : f32[2]{x}\n}"),
-            "t.kir:3:13: error: use of undefined value %y");
+            "t.kir:3:13: use of undefined value %y");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %a, %a = split(%x) {axis=0, "
                        "sizes=[1,1]} : f32[1]{x}, f32[1]{x}\n}"),
-            "t.kir:3:7: error: redefinition of %a (first defined at line 3)");
+            "t.kir:3:7: redefinition of %a (first defined at line 3)");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %y = relu(%x) {alpha=1} : "
                        "f32[2]{x}\n}"),
-            "t.kir:3:18: error: relu has no attribute 'alpha' (it takes none)");
+            "t.kir:3:18: relu has no attribute 'alpha' (it takes none)");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %y = clip(%x) {min=1, min=2} : "
                        "f32[2]{x}\n}"),
-            "t.kir:3:25: error: clip: attribute 'min' is given twice");
+            "t.kir:3:25: clip: attribute 'min' is given twice");
   EXPECT_EQ(parseError("graph @g {\n  input %x : f32[2]{x}\n  %a = split(%x) {axis=0, "
                        "sizes=[1,1]} : f32[1]{x}\n}"),
-            "t.kir:3:3: error: split: 1 result written, the op gives 2");
+            "t.kir:3:3: split: 1 result written, the op gives 2");
 }
 
 }  // namespace
