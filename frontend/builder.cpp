@@ -37,8 +37,12 @@ Loc sourceLoc(const std::source_location& loc) {
 
 // ---- Var ---------------------------------------------------------------------
 
-const ir::TensorType& Var::type() const { return value ? value->type() : poisonedType(); }
-const ir::Shape& Var::shape() const { return type().shape; }
+const ir::TensorType& Var::type() const {
+  return value ? value->type() : poisonedType();
+}
+const ir::Shape& Var::shape() const {
+  return type().shape;
+}
 
 ir::Dim Var::dim(int64_t i) const {
   const auto r = static_cast<int64_t>(rank());
@@ -111,8 +115,8 @@ Var Builder::weight(ir::ValueKind kind, std::string_view localName, ir::Shape sh
                                  ir::layoutName(layout), type.shape.rank(), type.str()));
   for (ir::Dim d : type.shape.dims())
     if (d < 0)
-      return fail(loc, fmt::format("%{}: weights need static dimensions >= 0, got {}", name,
-                                   type.str()));
+      return fail(
+          loc, fmt::format("%{}: weights need static dimensions >= 0, got {}", name, type.str()));
   if (!claimName(name, loc)) return Var();
   return Var(graph_.addWeight(kind, std::move(name), type, sourceLoc(loc)));
 }
@@ -144,8 +148,8 @@ std::vector<Var> Builder::opN(ir::OpKind kind, std::vector<Var> operands, ir::At
   std::vector<ir::Value*> values;
   values.reserve(operands.size());
   for (const Var& v : operands) values.push_back(v.value);
-  Expected<ir::Node*> node = graph_.createNode(kind, std::move(values), std::move(attrs),
-                                               sourceLoc(loc));
+  Expected<ir::Node*> node =
+      graph_.createNode(kind, std::move(values), std::move(attrs), sourceLoc(loc));
   if (!node) {
     status_ = node.status();
     return {};

@@ -36,8 +36,8 @@ Var conv2d(Builder& b, std::string_view name, Var x, const Conv2dOpts& o,
   if (!b.ok()) return Var();
   const std::string what = fmt::format("conv2d {}", b.qualify(name));
   if (x.rank() != 4)
-    return b.fail(loc, fmt::format("{}: {} must be [N,C,H,W], got {}", what, describe(x),
-                                   x.type().str()));
+    return b.fail(
+        loc, fmt::format("{}: {} must be [N,C,H,W], got {}", what, describe(x), x.type().str()));
   if (o.out < 1) return b.fail(loc, fmt::format("{}: out channels must be >= 1", what));
   if (!checkPositive(b, loc, what, "kernel", o.kernel) ||
       !checkPositive(b, loc, what, "stride", o.stride) ||
@@ -87,7 +87,9 @@ Var linear(Builder& b, std::string_view name, Var x, int64_t out, bool bias,
   return b.op(OpKind::Linear, std::move(operands), {}, loc);
 }
 
-Var relu(Builder& b, Var x, std::source_location loc) { return b.op(OpKind::Relu, {x}, {}, loc); }
+Var relu(Builder& b, Var x, std::source_location loc) {
+  return b.op(OpKind::Relu, {x}, {}, loc);
+}
 Var relu6(Builder& b, Var x, std::source_location loc) {
   return b.op(OpKind::Relu6, {x}, {}, loc);
 }
@@ -103,7 +105,9 @@ Var hardswish(Builder& b, Var x, std::source_location loc) {
 Var hardsigmoid(Builder& b, Var x, std::source_location loc) {
   return b.op(OpKind::HardSigmoid, {x}, {}, loc);
 }
-Var tanh(Builder& b, Var x, std::source_location loc) { return b.op(OpKind::Tanh, {x}, {}, loc); }
+Var tanh(Builder& b, Var x, std::source_location loc) {
+  return b.op(OpKind::Tanh, {x}, {}, loc);
+}
 Var add(Builder& b, Var x, Var y, std::source_location loc) {
   return b.op(OpKind::Add, {x, y}, {}, loc);
 }

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "ir/shape_rules.h"
+
 namespace kiln::ir {
 
 std::string_view valueKindKeyword(ValueKind k) {
@@ -187,8 +189,8 @@ Cost graphCost(const Graph& g) {
     const OpInfo& info = opInfo(n->kind());
     OpContext ctx{*n, in, info.name, n->loc()};
     Cost c = info.cost(ctx, out);
-    total.macs += c.macs;
-    total.flops += c.flops;
+    total.macs = saturatingAdd(total.macs, c.macs);
+    total.flops = saturatingAdd(total.flops, c.flops);
   }
   return total;
 }
@@ -196,7 +198,7 @@ Cost graphCost(const Graph& g) {
 int64_t countParams(const Graph& g) {
   int64_t total = 0;
   for (const Value* v : g.weights())
-    if (v->kind() == ValueKind::Param) total += v->type().shape.numElements(1);
+    if (v->kind() == ValueKind::Param) total = saturatingAdd(total, v->type().shape.numElements(1));
   return total;
 }
 

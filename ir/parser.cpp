@@ -195,7 +195,8 @@ class Parser {
                                               ">= 0)",
                                               *d));
           if (*d > kMaxDim)
-            return errorAt(tok(), fmt::format("dimension {} exceeds the limit {}", *d, kMaxDimText));
+            return errorAt(tok(),
+                           fmt::format("dimension {} exceeds the limit {}", *d, kMaxDimText));
           shape.dims().push_back(*d);
         } else {
           return expected("a dimension (N or an integer)");
@@ -205,7 +206,8 @@ class Parser {
       }
     }
     KILN_TRY(expect(TokKind::RBracket, "',' or ']' in the shape"));
-    if (Status limits = checkShapeLimits(shape); !limits) return errorAt(dtypeTok, limits.message());
+    if (Status limits = checkShapeLimits(shape); !limits)
+      return errorAt(dtypeTok, limits.message());
     if (!is(TokKind::LBrace)) {
       std::optional<Layout> layout = defaultLayout(shape.rank());
       if (!layout)

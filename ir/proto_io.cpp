@@ -44,11 +44,16 @@ void toProto(const TensorType& t, pb::TensorType* p) {
 
 pb::ValueKind toProto(ValueKind k) {
   switch (k) {
-    case ValueKind::Input: return pb::VALUE_KIND_INPUT;
-    case ValueKind::Param: return pb::VALUE_KIND_PARAM;
-    case ValueKind::Buffer: return pb::VALUE_KIND_BUFFER;
-    case ValueKind::Const: return pb::VALUE_KIND_CONST;
-    case ValueKind::Result: return pb::VALUE_KIND_RESULT;
+    case ValueKind::Input:
+      return pb::VALUE_KIND_INPUT;
+    case ValueKind::Param:
+      return pb::VALUE_KIND_PARAM;
+    case ValueKind::Buffer:
+      return pb::VALUE_KIND_BUFFER;
+    case ValueKind::Const:
+      return pb::VALUE_KIND_CONST;
+    case ValueKind::Result:
+      return pb::VALUE_KIND_RESULT;
   }
   return pb::VALUE_KIND_UNSPECIFIED;
 }
@@ -120,10 +125,16 @@ void toProto(const Module& m, pb::Module* p) {
 
 // ---- protobuf -> Module, validating as it goes ----
 
-// Dims beyond this are garbage, not tensors; the bound keeps element counts far from int64
-// overflow in every shape rule.
-constexpr int64_t kMaxDim = int64_t{1} << 40;
-constexpr int64_t kMaxElements = int64_t{1} << 48;
+// A name from the file as messages show it: control and non-ASCII bytes escaped, long
+// names cut, so garbage cannot mess up a terminal.
+std::string shown(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 80)) {
+    auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f && c != '\\' ? std::string(1, c) : fmt::format("\\x{:02x}", u);
+  }
+  return s.size() > 80 ? out + "..." : out;
+}
 
 class Reader {
  public:
@@ -133,15 +144,16 @@ class Reader {
     if (p.format_version() == 0)
       return fail("not a kiln module (no format version; is this a .kpb file?)");
     if (p.format_version() > kKpbFormatVersion)
-      return fail(fmt::format("format version {} is newer than this kiln supports ({}); upgrade kiln",
-                              p.format_version(), kKpbFormatVersion));
+      return fail(
+          fmt::format("format version {} is newer than this kiln supports ({}); upgrade kiln",
+                      p.format_version(), kKpbFormatVersion));
     Module m;
     KILN_TRY(readGraph(p.graph(), m.graph));
     Status st = verify(m.graph);
     if (!st) return fail(st.message());
     for (const pb::NamedTensor& pt : p.weights()) {
       if (m.weights.contains(pt.name()))
-        return fail(fmt::format("weight tensor '{}' appears twice", pt.name()));
+        return fail(fmt::format("weight tensor '{}' appears twice", shown(pt.name())));
       KILN_ASSIGN_OR_RETURN(Tensor t, readTensor(pt));
       m.weights.set(pt.name(), std::move(t));
     }
@@ -154,22 +166,18 @@ class Reader {
   Expected<TensorType> readType(const pb::TensorType& p, std::string_view ctx) const {
     TensorType t;
     auto dtype = parseDType(p.dtype());
-    if (!dtype) return fail(fmt::format("{}: unknown dtype '{}'", ctx, p.dtype()));
+    if (!dtype) return fail(fmt::format("{}: unknown dtype '{}'", ctx, shown(p.dtype())));
     auto layout = parseLayout(p.layout());
-    if (!layout) return fail(fmt::format("{}: unknown layout '{}'", ctx, p.layout()));
-    int64_t count = 1;
-    for (int64_t d : p.dims()) {
-      if (d < kBatch || d > kMaxDim)
-        return fail(fmt::format("{}: dimension {} is out of range", ctx, d));
-      if (d > 1 && count > kMaxElements / d) return fail(fmt::format("{}: too many elements", ctx));
-      count *= std::max<int64_t>(d, 1);
-    }
+    if (!layout) return fail(fmt::format("{}: unknown layout '{}'", ctx, shown(p.layout())));
+    if (layoutRank(*layout) != static_cast<size_t>(p.dims_size()))
+      return fail(fmt::format("{}: layout {{{}}} is for rank {}, the shape has rank {}", ctx,
+                              p.layout(), layoutRank(*layout), p.dims_size()));
     t.dtype = *dtype;
     t.shape = Shape(std::vector<Dim>(p.dims().begin(), p.dims().end()));
     t.layout = *layout;
-    if (layoutRank(t.layout) != t.shape.rank())
-      return fail(fmt::format("{}: layout {{{}}} is for rank {}, the shape {} has rank {}", ctx,
-                              p.layout(), layoutRank(t.layout), t.shape.str(), t.shape.rank()));
+    // The limits keep every shape rule's arithmetic far from int64 overflow.
+    Status limits = checkShapeLimits(t.shape);
+    if (!limits) return fail(fmt::format("{}: {}", ctx, limits.message()));
     return t;
   }
 
@@ -193,8 +201,9 @@ class Reader {
 
     for (int i = 0; i < p.inputs_size(); ++i) {
       const pb::ValueDecl& d = p.inputs(i);
-      std::string ctx = fmt::format("input {} '{}'", i, d.name());
-      if (d.kind() != pb::VALUE_KIND_INPUT) return fail(fmt::format("{}: is not of kind input", ctx));
+      std::string ctx = fmt::format("input {} '{}'", i, shown(d.name()));
+      if (d.kind() != pb::VALUE_KIND_INPUT)
+        return fail(fmt::format("{}: is not of kind input", ctx));
       if (d.name().empty()) return fail(fmt::format("input {} has no name", i));
       KILN_TRY(claimId(d, ctx));
       KILN_ASSIGN_OR_RETURN(TensorType t, readType(d.type(), ctx));
@@ -202,13 +211,20 @@ class Reader {
     }
     for (int i = 0; i < p.weights_size(); ++i) {
       const pb::ValueDecl& d = p.weights(i);
-      std::string ctx = fmt::format("weight {} '{}'", i, d.name());
+      std::string ctx = fmt::format("weight {} '{}'", i, shown(d.name()));
       ValueKind kind;
       switch (d.kind()) {
-        case pb::VALUE_KIND_PARAM: kind = ValueKind::Param; break;
-        case pb::VALUE_KIND_BUFFER: kind = ValueKind::Buffer; break;
-        case pb::VALUE_KIND_CONST: kind = ValueKind::Const; break;
-        default: return fail(fmt::format("{}: kind must be param, buffer or const", ctx));
+        case pb::VALUE_KIND_PARAM:
+          kind = ValueKind::Param;
+          break;
+        case pb::VALUE_KIND_BUFFER:
+          kind = ValueKind::Buffer;
+          break;
+        case pb::VALUE_KIND_CONST:
+          kind = ValueKind::Const;
+          break;
+        default:
+          return fail(fmt::format("{}: kind must be param, buffer or const", ctx));
       }
       if (d.name().empty()) return fail(fmt::format("weight {} has no name", i));
       KILN_TRY(claimId(d, ctx));
@@ -228,16 +244,17 @@ class Reader {
 
   Status readNode(const pb::Node& p, int index, const std::unordered_set<int32_t>& resultIds,
                   Graph& g) {
-    std::string ctx = fmt::format("node {} ({})", index, p.op());
+    std::string ctx = fmt::format("node {} ({})", index, shown(p.op()));
     auto kind = parseOpKind(p.op());
-    if (!kind) return fail(fmt::format("node {}: unknown op '{}'", index, p.op()));
+    if (!kind) return fail(fmt::format("node {}: unknown op '{}'", index, shown(p.op())));
     const OpInfo& info = opInfo(*kind);
     int arity = p.operands_size();
     if (arity < info.minArity || (info.maxArity >= 0 && arity > info.maxArity))
       return fail(fmt::format("{}: has {} operands, the op takes {}{}", ctx, arity, info.minArity,
-                              info.maxArity < 0               ? " or more"
-                              : info.maxArity == info.minArity ? ""
-                                                              : fmt::format(" to {}", info.maxArity)));
+                              info.maxArity < 0 ? " or more"
+                              : info.maxArity == info.minArity
+                                  ? ""
+                                  : fmt::format(" to {}", info.maxArity)));
     std::vector<Value*> operands;
     for (int k = 0; k < arity; ++k) {
       int32_t id = p.operands(k);
@@ -247,7 +264,8 @@ class Reader {
         continue;
       }
       if (resultIds.count(id))
-        return fail(fmt::format("{}: operand {} (value id {}) is defined after its use", ctx, k, id));
+        return fail(
+            fmt::format("{}: operand {} (value id {}) is defined after its use", ctx, k, id));
       return fail(fmt::format("{}: operand {} refers to undefined value id {}", ctx, k, id));
     }
     Attrs attrs = defaultAttrs(*kind);
@@ -276,7 +294,7 @@ class Reader {
   template <typename T>
   Status getAttrValue(const pb::Attr& a, T& out, std::string_view ctx) const {
     auto wrongKind = [&](std::string_view expected) {
-      return fail(fmt::format("{}: attribute '{}' must be {}", ctx, a.name(), expected));
+      return fail(fmt::format("{}: attribute '{}' must be {}", ctx, shown(a.name()), expected));
     };
     if constexpr (std::is_same_v<T, int64_t>) {
       if (!a.has_i()) return wrongKind("an integer");
@@ -300,12 +318,16 @@ class Reader {
     } else if constexpr (std::is_same_v<T, DType>) {
       if (!a.has_dtype()) return wrongKind("a dtype");
       auto d = parseDType(a.dtype());
-      if (!d) return fail(fmt::format("{}: attribute '{}': unknown dtype '{}'", ctx, a.name(), a.dtype()));
+      if (!d)
+        return fail(fmt::format("{}: attribute '{}': unknown dtype '{}'", ctx, shown(a.name()),
+                                shown(a.dtype())));
       out = *d;
     } else if constexpr (std::is_same_v<T, Layout>) {
       if (!a.has_layout()) return wrongKind("a layout");
       auto l = parseLayout(a.layout());
-      if (!l) return fail(fmt::format("{}: attribute '{}': unknown layout '{}'", ctx, a.name(), a.layout()));
+      if (!l)
+        return fail(fmt::format("{}: attribute '{}': unknown layout '{}'", ctx, shown(a.name()),
+                                shown(a.layout())));
       out = *l;
     } else {
       static_assert(!sizeof(T), "attribute field type without a protobuf form");
@@ -319,7 +341,7 @@ class Reader {
     std::unordered_map<std::string_view, const pb::Attr*> given;
     for (const pb::Attr& a : p.attrs())
       if (!given.emplace(a.name(), &a).second)
-        return fail(fmt::format("{}: attribute '{}' is given twice", ctx, a.name()));
+        return fail(fmt::format("{}: attribute '{}' is given twice", ctx, shown(a.name())));
     Status st;
     std::visit(
         [&](auto& s) {
@@ -333,12 +355,12 @@ class Reader {
         attrs);
     KILN_TRY(st);
     if (!given.empty())
-      return fail(fmt::format("{}: unknown attribute '{}'", ctx, given.begin()->first));
+      return fail(fmt::format("{}: unknown attribute '{}'", ctx, shown(given.begin()->first)));
     return Status::ok();
   }
 
   Expected<Tensor> readTensor(const pb::NamedTensor& p) const {
-    std::string ctx = fmt::format("weight tensor '{}'", p.name());
+    std::string ctx = fmt::format("weight tensor '{}'", shown(p.name()));
     if (p.name().empty()) return fail("a weight tensor has no name");
     pb::TensorType tp;
     tp.set_dtype(p.dtype());
@@ -352,7 +374,8 @@ class Reader {
                               expected, p.data().size()));
     Tensor t(type.dtype, type.shape, type.layout);
     if (t.nbytes() != expected)
-      return fail(fmt::format("{}: {} holds {} bytes, expected {}", ctx, type.str(), t.nbytes(), expected));
+      return fail(
+          fmt::format("{}: {} holds {} bytes, expected {}", ctx, type.str(), t.nbytes(), expected));
     if (expected) std::memcpy(t.raw(), p.data().data(), expected);
     return t;
   }
@@ -392,7 +415,8 @@ Status writeKpb(const std::string& path, const Module& m) {
   toProto(m, &p);
   size_t size = p.ByteSizeLong();
   if (size > static_cast<size_t>(INT_MAX))
-    return error("cannot write '{}': the module is {} bytes, over protobuf's 2 GiB limit", path, size);
+    return error("cannot write '{}': the module is {} bytes, over protobuf's 2 GiB limit", path,
+                 size);
   std::string bytes = p.SerializeAsString();
   return writeFileAtomic(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }

@@ -48,7 +48,8 @@ std::string dimStr(Dim d) { return d == kBatch ? std::string("N") : std::to_stri
 
 Status checkAttr(const OpContext& c, std::string_view attr, int64_t v, int64_t min) {
   if (v < min) return error(c.loc, "{}: {} must be >= {}, got {}", c.op, attr, min, v);
-  if (v > kMaxDim) return error(c.loc, "{}: {} {} exceeds the limit {}", c.op, attr, v, kMaxDimText);
+  if (v > kMaxDim)
+    return error(c.loc, "{}: {} {} exceeds the limit {}", c.op, attr, v, kMaxDimText);
   return Status::ok();
 }
 

@@ -33,7 +33,8 @@ Expected<int64_t> pooledSize(const OpContext& c, int64_t in, int64_t k, int64_t 
   int64_t outSize = numer / s + (ceilMode && numer % s != 0 ? 1 : 0) + 1;
   // (outSize - 1) * s overflowing means it is certainly past in + padBegin (<= padded).
   int64_t lastStart = 0;
-  if (ceilMode && (__builtin_mul_overflow(outSize - 1, s, &lastStart) || lastStart >= in + padBegin))
+  if (ceilMode &&
+      (__builtin_mul_overflow(outSize - 1, s, &lastStart) || lastStart >= in + padBegin))
     --outSize;
   return outSize;
 }
@@ -175,7 +176,8 @@ Status inferSlice(const OpContext& c, const SliceAttrs& a, Results& out) {
     // start and end are clamped to [-1, dim]; the step may be any non-zero int64, so the
     // count is taken with its magnitude as uint64 (-INT64_MIN does not fit int64).
     const int64_t distance = step > 0 ? end - start : start - end;
-    const uint64_t stride = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+    const uint64_t stride =
+        step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
     y[axis] = distance <= 0
                   ? 0
                   : static_cast<int64_t>((static_cast<uint64_t>(distance) - 1) / stride + 1);

@@ -20,6 +20,19 @@ Expected<ir::Module> buildResNet50(const ModelConfig& config);
 Expected<ir::Module> buildResNet101(const ModelConfig& config);
 Expected<ir::Module> buildResNet152(const ModelConfig& config);
 
+// models/resnet_vd.cpp — ResNet-vc/vd and SE-ResNet-vd (seed 002, PaddleClas), deep 3x3 stem;
+// vd: avg-pool shortcut. timm's parameter names (resnet50c / resnet50d / seresnet).
+Expected<ir::Module> buildResNet50Vc(const ModelConfig& config);
+Expected<ir::Module> buildResNet18Vd(const ModelConfig& config);
+Expected<ir::Module> buildResNet34Vd(const ModelConfig& config);
+Expected<ir::Module> buildResNet50Vd(const ModelConfig& config);
+Expected<ir::Module> buildResNet101Vd(const ModelConfig& config);
+Expected<ir::Module> buildResNet152Vd(const ModelConfig& config);
+Expected<ir::Module> buildResNet200Vd(const ModelConfig& config);
+Expected<ir::Module> buildSeResNet18Vd(const ModelConfig& config);
+Expected<ir::Module> buildSeResNet34Vd(const ModelConfig& config);
+Expected<ir::Module> buildSeResNet50Vd(const ModelConfig& config);
+
 // models/resnet_cifar.cpp — CIFAR-style ResNet (6n+2 layers, 16/32/64 channels, option-B
 // projection shortcuts); resnet20 defaults to 1x28x28 Fashion-MNIST, 10 classes.
 Expected<ir::Module> buildResNet20(const ModelConfig& config);

@@ -11,6 +11,13 @@ namespace kiln::models {
 namespace {
 
 constexpr std::string_view kTorchvisionV1 = "torchvision IMAGENET1K_V1 weights table";
+// Seed 002's table gives params to 0.01M and "FLOPs" = 2 x MACs; GMACs here are its GFLOPs / 2.
+// Its ResNet34_vd figure (7.39 GFLOPs) lacks the deep stem's 0.48 (ours: 7.81); see
+// tests/frontend/resnet_vd_test.cpp.
+constexpr std::string_view kPaddleClasResNet =
+    "PaddleClas ResNet.md (seed 002): params 0.01M, GMACs = GFLOPs / 2";
+constexpr std::string_view kPaddleClasSe =
+    "PaddleClas ResNet.md (seed 002) gives latencies only";
 // The paper's resnet20 (3x32x32, zero-padding shortcuts) has 269,722 params (0.27M); ours
 // takes 1x28x28 and projects: +2,752 (two 1x1 conv + BN), -288 (1-channel stem).
 constexpr std::string_view kResNet20Source =
@@ -34,6 +41,26 @@ constexpr std::array kModels{
               {44'549'160, 7.80, 77.374, kTorchvisionV1}},
     ModelInfo{"resnet152", "ResNet-152 v1.5, Bottleneck [3,8,36,3]", buildResNet152, 224,
               {60'192'808, 11.51, 78.312, kTorchvisionV1}},
+    ModelInfo{"resnet50_vc", "ResNet50-vc (He et al. 2019): 3x3 deep stem 32-32-64",
+              buildResNet50Vc, 224, {25'580'000, 4.335, 78.4, kPaddleClasResNet}},
+    ModelInfo{"resnet18_vd", "ResNet18-vd: deep stem, 2x2 avg-pool shortcut", buildResNet18Vd,
+              224, {11'710'000, 2.07, 72.3, kPaddleClasResNet}},
+    ModelInfo{"resnet34_vd", "ResNet34-vd: deep stem, 2x2 avg-pool shortcut", buildResNet34Vd,
+              224, {21'820'000, 3.695, 76.0, kPaddleClasResNet}},
+    ModelInfo{"resnet50_vd", "ResNet50-vd (He et al. 2019): deep stem, avg-pool shortcut",
+              buildResNet50Vd, 224, {25'580'000, 4.335, 79.1, kPaddleClasResNet}},
+    ModelInfo{"resnet101_vd", "ResNet101-vd, Bottleneck [3,4,23,3]", buildResNet101Vd, 224,
+              {44'570'000, 8.05, 80.2, kPaddleClasResNet}},
+    ModelInfo{"resnet152_vd", "ResNet152-vd, Bottleneck [3,8,36,3]", buildResNet152Vd, 224,
+              {60'210'000, 11.765, 80.6, kPaddleClasResNet}},
+    ModelInfo{"resnet200_vd", "ResNet200-vd, Bottleneck [3,12,48,3] (PaddleClas depths)",
+              buildResNet200Vd, 224, {74'740'000, 15.265, 80.9, kPaddleClasResNet}},
+    ModelInfo{"se_resnet18_vd", "SE-ResNet18-vd: ResNet18-vd + squeeze-excitation (C/16)",
+              buildSeResNet18Vd, 224, {0, 0, 0, kPaddleClasSe}},
+    ModelInfo{"se_resnet34_vd", "SE-ResNet34-vd: ResNet34-vd + squeeze-excitation (C/16)",
+              buildSeResNet34Vd, 224, {0, 0, 0, kPaddleClasSe}},
+    ModelInfo{"se_resnet50_vd", "SE-ResNet50-vd: ResNet50-vd + squeeze-excitation (C/16)",
+              buildSeResNet50Vd, 224, {0, 0, 0, kPaddleClasSe}},
     ModelInfo{.name = "resnet20",
               .summary = "CIFAR ResNet-20 (He et al. 2015), 3x3 BasicBlocks, 1x1 projections",
               .build = buildResNet20,

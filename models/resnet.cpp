@@ -23,7 +23,9 @@ struct ResNetSpec {
   int64_t baseWidth = 64;  // width_per_group (wide_resnet: 128)
 };
 
-int64_t expansion(Block b) { return b == Block::Basic ? 1 : 4; }
+int64_t expansion(Block b) {
+  return b == Block::Basic ? 1 : 4;
+}
 
 /// conv1x1 + bn on the identity path when the block changes shape (torchvision's
 /// `downsample`: Sequential(conv1x1, BatchNorm2d)).
@@ -62,10 +64,10 @@ Expected<ir::Module> buildResNet(const ResNetSpec& spec, const ModelConfig& conf
   using namespace frontend;
   KILN_TRY(checkConfig(config, spec.name));
   Builder b{std::string(spec.name)};
-  Var x = b.input("x", ir::TensorType{ir::DType::F32,
-                                      {config.batch, config.inChannels, config.resolution,
-                                       config.resolution},
-                                      ir::Layout::NCHW});
+  Var x = b.input(
+      "x", ir::TensorType{ir::DType::F32,
+                          {config.batch, config.inChannels, config.resolution, config.resolution},
+                          ir::Layout::NCHW});
   x = conv2d(b, "conv1", x, {.out = 64, .kernel = 7, .stride = 2, .padding = 3});
   x = relu(b, batchNorm2d(b, "bn1", x));
   x = maxPool2d(b, x, {.kernel = 3, .stride = 2, .padding = 1});

@@ -2,6 +2,8 @@
 // container is libzip's; everything inside a member is parsed here.
 #include "runtime/npy.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -12,9 +14,6 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "ir/proto_io.h"
 
@@ -27,6 +26,15 @@ namespace {
 
 constexpr std::array<unsigned char, 6> kMagic = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 constexpr size_t kMaxRank = 5;
+
+// The dtypes kiln reads and writes, as numpy spells them when writing.
+struct NpyDType {
+  DType dtype;
+  std::string_view descr;
+};
+constexpr NpyDType kNpyDTypes[] = {{DType::F32, "<f4"}, {DType::F64, "<f8"}, {DType::F16, "<f2"},
+                                   {DType::I64, "<i8"}, {DType::I32, "<i4"}, {DType::I8, "|i1"},
+                                   {DType::U8, "|u1"},  {DType::Bool, "|b1"}};
 
 // ---- the header dict: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } ----
 
@@ -92,11 +100,13 @@ class HeaderParser {
     return true;
   }
   void skipSpace() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
-                                s_[pos_] == '\r'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
       ++pos_;
   }
-  Status err(std::string_view msg) const { return error("{}: malformed npy header: {}", what_, msg); }
+  Status err(std::string_view msg) const {
+    return error("{}: malformed npy header: {}", what_, msg);
+  }
   Status fail(std::string_view msg) const {
     return error("{}: malformed npy header: {} at offset {}", what_, msg, pos_);
   }
@@ -158,20 +168,11 @@ class HeaderParser {
       order = type[0];
       type.remove_prefix(1);
     }
-    struct Known {
-      std::string_view code;
-      DType dtype;
-      size_t size;
-    };
-    static constexpr Known kKnown[] = {{"f4", DType::F32, 4}, {"f8", DType::F64, 8},
-                                       {"f2", DType::F16, 2}, {"i8", DType::I64, 8},
-                                       {"i4", DType::I32, 4}, {"i1", DType::I8, 1},
-                                       {"u1", DType::U8, 1},  {"b1", DType::Bool, 1}};
-    for (const Known& k : kKnown) {
-      if (k.code != type) continue;
+    for (const NpyDType& k : kNpyDTypes) {
+      if (k.descr.substr(1) != type) continue;
       h.dtype = k.dtype;
-      h.itemSize = k.size;
-      h.byteSwap = order == '>' && k.size > 1;
+      h.itemSize = ir::dtypeSize(k.dtype);
+      h.byteSwap = order == '>' && h.itemSize > 1;
       return Status::ok();
     }
     return error("{}: unsupported npy dtype '{}' (kiln reads <f4 <f8 <f2 <i8 <i4 |i1 |u1 |b1)",
@@ -203,19 +204,20 @@ void byteSwapInPlace(std::byte* data, size_t count, size_t itemSize) {
   for (size_t i = 0; i < count; ++i) std::reverse(data + i * itemSize, data + (i + 1) * itemSize);
 }
 
-// Copies column-major `src` into row-major `dst` (both `dims`, element size `itemSize`).
-void fortranToRowMajor(const std::byte* src, std::byte* dst, const std::vector<int64_t>& dims,
-                       size_t itemSize, int64_t count) {
+// Copies the elements of a `dims` array into row-major order. Logical dim k of element idx
+// sits at `stride[k] * idx[k]` in `src`, or, for the blocked dim, at
+// `stride[k] * (idx[k] / blockSize) + idx[k] % blockSize` (the block is innermost).
+void gatherRowMajor(const std::byte* src, std::byte* dst, const std::vector<int64_t>& dims,
+                    const std::vector<int64_t>& stride, size_t itemSize, int blockDim = -1,
+                    int64_t blockSize = 1) {
   size_t rank = dims.size();
-  std::vector<int64_t> stride(rank), idx(rank, 0);
-  int64_t s = 1;
-  for (size_t k = 0; k < rank; ++k) {
-    stride[k] = s;
-    s *= dims[k];
-  }
+  std::vector<int64_t> idx(rank, 0);
+  int64_t count = checkedNumElements(dims).value_or(0);
   for (int64_t i = 0; i < count; ++i) {
     int64_t off = 0;
-    for (size_t k = 0; k < rank; ++k) off += idx[k] * stride[k];
+    for (size_t k = 0; k < rank; ++k)
+      off += static_cast<int>(k) == blockDim ? idx[k] / blockSize * stride[k] + idx[k] % blockSize
+                                             : idx[k] * stride[k];
     std::memcpy(dst + i * itemSize, src + off * itemSize, itemSize);
     for (size_t k = rank; k-- > 0;) {
       if (++idx[k] < dims[k]) break;
@@ -227,17 +229,9 @@ void fortranToRowMajor(const std::byte* src, std::byte* dst, const std::vector<i
 // ---- writing ----
 
 std::string_view npyDescr(DType t) {
-  switch (t) {
-    case DType::F32: return "<f4";
-    case DType::F64: return "<f8";
-    case DType::F16: return "<f2";
-    case DType::BF16: return "<f4";  // widened on write
-    case DType::I64: return "<i8";
-    case DType::I32: return "<i4";
-    case DType::I8: return "|i1";
-    case DType::U8: return "|u1";
-    case DType::Bool: return "|b1";
-  }
+  if (t == DType::BF16) return "<f4";  // widened on write
+  for (const NpyDType& k : kNpyDTypes)
+    if (k.dtype == t) return k.descr;
   return "";
 }
 
@@ -252,8 +246,10 @@ struct NpyParts {
 std::vector<std::byte> makeHeader(DType dtype, const ir::Shape& shape) {
   std::string dims;
   for (size_t i = 0; i < shape.rank(); ++i) dims += fmt::format("{}, ", shape[i]);
-  if (shape.rank() > 1) dims.resize(dims.size() - 2);  // (3,) but (2, 3)
-  else if (shape.rank() == 1) dims.resize(dims.size() - 1);
+  if (shape.rank() > 1)
+    dims.resize(dims.size() - 2);  // (3,) but (2, 3)
+  else if (shape.rank() == 1)
+    dims.resize(dims.size() - 1);
   std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}",
                                  npyDescr(dtype), dims);
   size_t preamble = dict.size() + 1 < 65536 - 10 ? 10 : 12;
@@ -265,7 +261,8 @@ std::vector<std::byte> makeHeader(DType dtype, const ir::Shape& shape) {
   out[6] = std::byte{static_cast<unsigned char>(preamble == 10 ? 1 : 2)};
   out[7] = std::byte{0};
   uint64_t len = dict.size();
-  for (size_t i = 0; i < preamble - 8; ++i) out[8 + i] = std::byte{static_cast<unsigned char>(len >> (8 * i))};
+  for (size_t i = 0; i < preamble - 8; ++i)
+    out[8 + i] = std::byte{static_cast<unsigned char>(len >> (8 * i))};
   std::memcpy(out.data() + preamble, dict.data(), dict.size());
   return out;
 }
@@ -282,7 +279,8 @@ Expected<std::vector<std::byte>> toRowMajor(const Tensor& t) {
   // Physical dims, outermost first; a blocked dim becomes outer blocks here and the block
   // innermost.
   std::vector<int64_t> phys;
-  for (int k : order) phys.push_back(k == blockDim ? (shape[k] + blockSize - 1) / blockSize : shape[k]);
+  for (int k : order)
+    phys.push_back(k == blockDim ? (shape[k] + blockSize - 1) / blockSize : shape[k]);
   if (blockDim >= 0) phys.push_back(blockSize);
   std::vector<int64_t> physStride(phys.size());
   int64_t physCount = 1;
@@ -291,28 +289,13 @@ Expected<std::vector<std::byte>> toRowMajor(const Tensor& t) {
     physCount *= phys[i];
   }
   if (physCount > t.numElements())
-    return error("tensor of shape {} in layout '{}' does not fill whole blocks of {}",
-                 shape.str(), ir::layoutName(t.layout()), blockSize);
+    return error("tensor of shape {} in layout '{}' does not fill whole blocks of {}", shape.str(),
+                 ir::layoutName(t.layout()), blockSize);
   std::vector<int64_t> strideOf(rank);  // stride of logical dim k (the outer part if blocked)
   for (size_t i = 0; i < order.size(); ++i) strideOf[order[i]] = physStride[i];
   size_t itemSize = ir::dtypeSize(t.dtype());
-  int64_t count = t.numElements();
-  std::vector<std::byte> out(static_cast<size_t>(count) * itemSize);
-  std::vector<int64_t> idx(rank, 0);
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t off = 0;
-    for (size_t k = 0; k < rank; ++k) {
-      if (static_cast<int>(k) == blockDim)
-        off += idx[k] / blockSize * strideOf[k] + idx[k] % blockSize;
-      else
-        off += idx[k] * strideOf[k];
-    }
-    std::memcpy(out.data() + i * itemSize, t.raw() + off * itemSize, itemSize);
-    for (size_t k = rank; k-- > 0;) {
-      if (++idx[k] < shape[k]) break;
-      idx[k] = 0;
-    }
-  }
+  std::vector<std::byte> out(t.nbytes());
+  gatherRowMajor(t.raw(), out.data(), shape.dims(), strideOf, itemSize, blockDim, blockSize);
   return out;
 }
 
@@ -342,10 +325,13 @@ Expected<NpyParts> npyParts(const Tensor& t) {
 
 // ---- zip ----
 
-std::string zipMessage(zip_error_t* e) { return zip_error_strerror(e); }
+std::string zipMessage(zip_error_t* e) {
+  return zip_error_strerror(e);
+}
 
 bool looksLikeNpy(std::span<const std::byte> head) {
-  return head.size() >= kMagic.size() && std::memcmp(head.data(), kMagic.data(), kMagic.size()) == 0;
+  return head.size() >= kMagic.size() &&
+         std::memcmp(head.data(), kMagic.data(), kMagic.size()) == 0;
 }
 
 Expected<std::vector<std::byte>> readMember(zip_t* za, zip_uint64_t i, const zip_stat_t& st,
@@ -396,10 +382,15 @@ Expected<ir::WeightStore> readZip(zip_source_t* src, std::string_view what) {
       return s;
     }
     std::string name = st.name;
-    std::string member = fmt::format("{}: member '{}'", what, name);
+    std::string shownName;  // control bytes escaped for the terminal
+    for (unsigned char c : name.substr(0, 200))
+      shownName += c >= 0x20 && c != 0x7f ? std::string(1, static_cast<char>(c))
+                                          : fmt::format("\\x{:02x}", c);
+    std::string member = fmt::format("{}: member '{}'", what, shownName);
     constexpr std::string_view kExt = ".npy";
     Status s;
-    if (name.size() <= kExt.size() || name.compare(name.size() - kExt.size(), kExt.size(), kExt) != 0) {
+    if (name.size() <= kExt.size() ||
+        name.compare(name.size() - kExt.size(), kExt.size(), kExt) != 0) {
       s = error("{}: expected a .npy member (name ending in '.npy')", member);
     } else {
       std::string key = name.substr(0, name.size() - kExt.size());
@@ -408,8 +399,10 @@ Expected<ir::WeightStore> readZip(zip_source_t* src, std::string_view what) {
       } else {
         auto bytes = readMember(za, i, st, member);
         auto tensor = bytes ? parseNpy(*bytes, member) : Expected<Tensor>(bytes.status());
-        if (tensor) store.set(key, std::move(*tensor));
-        else s = tensor.status();
+        if (tensor)
+          store.set(key, std::move(*tensor));
+        else
+          s = tensor.status();
       }
     }
     if (!s) {
@@ -429,8 +422,8 @@ Expected<Tensor> parseNpy(std::span<const std::byte> bytes, std::string_view wha
     return error("{}: not an npy file (expected the magic \"\\x93NUMPY\")", what);
   unsigned major = static_cast<unsigned>(bytes[6]), minor = static_cast<unsigned>(bytes[7]);
   if (major < 1 || major > 3 || minor != 0)
-    return error("{}: unsupported npy format version {}.{} (expected 1.0, 2.0 or 3.0)", what,
-                 major, minor);
+    return error("{}: unsupported npy format version {}.{} (expected 1.0, 2.0 or 3.0)", what, major,
+                 minor);
   size_t lenBytes = major == 1 ? 2 : 4;
   if (bytes.size() < 8 + lenBytes) return error("{}: truncated npy header", what);
   uint64_t headerLen = readLE(bytes.data() + 8, lenBytes);
@@ -457,9 +450,11 @@ Expected<Tensor> parseNpy(std::span<const std::byte> bytes, std::string_view wha
     return error("{}: internal size mismatch ({} vs {} bytes)", what, t.nbytes(), nbytes);
   if (nbytes == 0) return t;
   const std::byte* src = bytes.data() + dataOffset;
-  if (h.fortranOrder && h.shape.size() > 1)
-    fortranToRowMajor(src, t.raw(), h.shape, h.itemSize, *count);
-  else
+  if (h.fortranOrder && h.shape.size() > 1) {
+    std::vector<int64_t> stride(h.shape.size());  // column-major: the first dim is innermost
+    for (size_t k = 0, s = 1; k < h.shape.size(); s *= h.shape[k++]) stride[k] = s;
+    gatherRowMajor(src, t.raw(), h.shape, stride, h.itemSize);
+  } else
     std::memcpy(t.raw(), src, nbytes);
   if (h.byteSwap) byteSwapInPlace(t.raw(), static_cast<size_t>(*count), h.itemSize);
   if (h.dtype == DType::Bool)
@@ -486,8 +481,7 @@ Status writeNpy(const std::string& path, const Tensor& t) {
 }
 
 Expected<ir::WeightStore> parseNpz(std::span<const std::byte> bytes, std::string_view what) {
-  if (looksLikeNpy(bytes))
-    return error("{}: is a single .npy array, not an .npz archive", what);
+  if (looksLikeNpy(bytes)) return error("{}: is a single .npy array, not an .npz archive", what);
   zip_error_t zerr;
   zip_error_init(&zerr);
   zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &zerr);

@@ -4,7 +4,6 @@
 // The input size is KILN_ALIGN_RES (default 64, batch 2: small enough for CI under ASan);
 // KILN_ALIGN_RES=224 records a full-size run. Skips when /usr/bin/python3 lacks torch.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -12,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <tuple>
 
 #include "backends/reference/reference.h"
 #include "ir/module.h"
@@ -31,7 +31,8 @@ int64_t alignResolution() {
   if (!env || !*env) return 64;
   char* end = nullptr;
   const long v = std::strtol(env, &end, 10);
-  KILN_ASSERT(*end == '\0' && v >= 32 && v <= 1024, "KILN_ALIGN_RES must be an integer in [32, 1024]");
+  KILN_ASSERT(*end == '\0' && v >= 32 && v <= 1024,
+              "KILN_ALIGN_RES must be an integer in [32, 1024]");
   return v;
 }
 
@@ -146,7 +147,8 @@ TEST_F(ResNetAlign, Resnet18MatchesTorchvision) {
   RecordProperty("resolution", static_cast<int>(alignResolution()));
   RecordProperty("max_abs_diff", fmt::format("{:.3g}", maxDiff));
   RecordProperty("max_abs_ref", fmt::format("{:.6g}", maxRef));
-  std::fprintf(stderr, "resnet18 @%lldx%lld batch %lld: max|kiln - torch| = %.3g, max|torch| = %.4g, "
+  std::fprintf(stderr,
+               "resnet18 @%lldx%lld batch %lld: max|kiln - torch| = %.3g, max|torch| = %.4g, "
                "tolerance %.3g (torch: %s)\n",
                static_cast<long long>(alignResolution()), static_cast<long long>(alignResolution()),
                static_cast<long long>(kBatch), maxDiff, maxRef, tol, ref_->summary.c_str());
@@ -178,6 +180,44 @@ TEST_F(ResNetAlign, MissingAndUnexpectedWeightsAreReported) {
       << s.message();
   EXPECT_NE(s.message().find("1 unexpected: layer2.0.downsample.2.weight"), std::string::npos)
       << s.message();
+}
+
+// tools/torch2npz.py: a DataParallel checkpoint ({'state_dict': {'module.…'}}) and a
+// torchvision model both become stores that bind strictly, without num_batches_tracked.
+TEST_F(ResNetAlign, Torch2NpzConvertsCheckpointsAndTorchvisionModels) {
+  const std::string py = KILN_PYTHON;
+  const std::string tool = fmt::format("{}/tools/torch2npz.py", KILN_SOURCE_DIR);
+  const fs::path pth = dir_ / "ckpt.pth", fromPth = dir_ / "from_pth.npz",
+                 fromTv = dir_ / "from_tv.npz";
+  const std::string save = fmt::format(
+      "{} -c \"import torch, torchvision; m = torchvision.models.resnet18(); "
+      "torch.save({{'epoch': 3, 'state_dict': {{'module.' + k: v for k, v in "
+      "m.state_dict().items()}}}}, '{}')\"",
+      py, pth.string());
+  auto [rc, out] = runCommand(save);
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) =
+      runCommand(fmt::format("{} {} {} -o {}", py, tool, pth.string(), fromPth.string()));
+  ASSERT_EQ(rc, 0) << out;
+  // 11,689,512 params + 9,600 BN running stats; the 20 num_batches_tracked are dropped.
+  EXPECT_NE(out.find("102 tensors, 11,699,112 elements"), std::string::npos) << out;
+  std::tie(rc, out) = runCommand(
+      fmt::format("{} {} --torchvision resnet18 --random-seed 3 -o {}", py, tool, fromTv.string()));
+  ASSERT_EQ(rc, 0) << out;
+
+  ir::Module module = buildResnet18();
+  for (const fs::path& npz : {fromPth, fromTv}) {
+    auto store = runtime::readNpz(npz.string());
+    ASSERT_TRUE(store.isOk()) << store.message();
+    EXPECT_FALSE(store->contains("bn1.num_batches_tracked"));
+    Status s = ir::checkWeightBinding(module.graph, *store, /*strict=*/true);
+    EXPECT_TRUE(s.isOk()) << npz << ": " << s.message();
+  }
+  // Neither input nor output may be silently accepted when both or none are given.
+  std::tie(rc, out) = runCommand(fmt::format("{} {} -o {}", py, tool, (dir_ / "x.npz").string()));
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("give either a checkpoint file or --torchvision NAME"), std::string::npos)
+      << out;
 }
 
 }  // namespace

@@ -158,8 +158,7 @@ TEST(Builder, RejectsBadDeclarations) {
   {
     Builder b("g");
     b.param("w", {2, 3}, Layout::OIHW);
-    EXPECT_NE(b.status().message().find("%w: layout {oihw} does not fit rank 2"),
-              std::string::npos)
+    EXPECT_NE(b.status().message().find("%w: layout {oihw} does not fit rank 2"), std::string::npos)
         << b.status().message();
   }
   {
@@ -219,24 +218,23 @@ TEST(Builder, FinishNeedsOutputsAndIsOneShot) {
 TEST(Builder, SequentialNumbersChildrenLikeTorch) {
   Builder b("seq");
   Var x = b.input("x", nchw(1, 3, 8, 8));
-  Var y = sequential(b, "features", x,
-                     {
-                         [](Builder& b, Var x) { return conv2d(b, "", x, {.out = 4, .kernel = 3}); },
-                         [](Builder& b, Var x) { return batchNorm2d(b, "", x); },
-                         [](Builder& b, Var x) { return relu(b, x); },
-                         [](Builder& b, Var x) {
-                           return conv2d(b, "", x, {.out = 2, .kernel = 1, .bias = true});
-                         },
-                     });
+  Var y = sequential(
+      b, "features", x,
+      {
+          [](Builder& b, Var x) { return conv2d(b, "", x, {.out = 4, .kernel = 3}); },
+          [](Builder& b, Var x) { return batchNorm2d(b, "", x); },
+          [](Builder& b, Var x) { return relu(b, x); },
+          [](Builder& b, Var x) { return conv2d(b, "", x, {.out = 2, .kernel = 1, .bias = true}); },
+      });
   b.output(y);
   Expected<ir::Module> m = b.finish();
   ASSERT_TRUE(m.isOk()) << m.message();
   std::vector<std::string> names;
   for (const ir::Value* v : m->graph.weights()) names.push_back(v->name());
-  EXPECT_EQ(names, (std::vector<std::string>{
-                       "features.0.weight", "features.1.weight", "features.1.bias",
-                       "features.1.running_mean", "features.1.running_var", "features.3.weight",
-                       "features.3.bias"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"features.0.weight", "features.1.weight", "features.1.bias",
+                                      "features.1.running_mean", "features.1.running_var",
+                                      "features.3.weight", "features.3.bias"}));
 }
 
 }  // namespace

@@ -25,8 +25,13 @@ TEST(Nn, Conv2dGroupedNonSquareWithBias) {
   Builder b("g");
   Var x = b.input("x", nchw(ir::kBatch, 8, 10, 12));
   Var y = conv2d(b, "dw", x,
-                 {.out = 16, .kernel = {1, 7}, .stride = {1, 2}, .padding = {0, 3}, .dilation = 1,
-                  .groups = 4, .bias = true});
+                 {.out = 16,
+                  .kernel = {1, 7},
+                  .stride = {1, 2},
+                  .padding = {0, 3},
+                  .dilation = 1,
+                  .groups = 4,
+                  .bias = true});
   ASSERT_TRUE(y.valid()) << b.status().message();
   EXPECT_EQ(b.graph().findValue("dw.weight")->type().str(), "f32[16,2,1,7]{oihw}");
   EXPECT_EQ(b.graph().findValue("dw.bias")->type().str(), "f32[16]{x}");

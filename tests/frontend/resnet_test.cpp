@@ -1,5 +1,6 @@
 // ResNet family: parameter counts, MACs, shapes, and parameter names == torchvision's.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -7,8 +8,6 @@
 #include <fstream>
 #include <map>
 #include <sstream>
-
-#include <unistd.h>
 
 #include "ir/graph.h"
 #include "ir/verifier.h"
@@ -56,8 +55,8 @@ TEST(ResNet, EveryResNetMatchesItsPublishedFigures) {
 }
 
 TEST(ResNet, ConfigShapesTheGraph) {
-  ir::Module m = build("resnet18", {.batch = 2, .resolution = 64, .numClasses = 10,
-                                    .inChannels = 1});
+  ir::Module m =
+      build("resnet18", {.batch = 2, .resolution = 64, .numClasses = 10, .inChannels = 1});
   ASSERT_EQ(m.graph.inputs().size(), 1u);
   EXPECT_EQ(m.graph.inputs()[0]->type().str(), "f32[2,1,64,64]{nchw}");
   EXPECT_EQ(m.graph.findValue("conv1.weight")->type().str(), "f32[64,1,7,7]{oihw}");
@@ -107,8 +106,8 @@ const TorchKeys& torchvisionKeys() {
       k.why = py + " cannot import torch and torchvision";
       return k;
     }
-    const auto script = std::filesystem::temp_directory_path() /
-                        fmt::format("kiln_tv_keys_{}.py", ::getpid());
+    const auto script =
+        std::filesystem::temp_directory_path() / fmt::format("kiln_tv_keys_{}.py", ::getpid());
     std::ofstream(script) << R"(
 import sys, torchvision
 for name in sys.argv[1:]:

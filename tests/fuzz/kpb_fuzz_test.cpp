@@ -1,15 +1,15 @@
 // Bounded fuzzing of the .kpb reader: seeded byte mutations, and field-level mutations made
 // through protobuf reflection (ids, op names, attributes, dims, tensor bytes), must give a
 // Status or a module that verifies and round-trips, never a crash (CI runs ASan).
-#include <cstdlib>
-#include <functional>
-#include <limits>
-#include <random>
-
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <random>
 
 #include "ir/proto_io.h"
 #include "ir/verifier.h"
@@ -30,7 +30,8 @@ int fuzzScale() {
 Module seedModule() {
   Module m(Graph("fuzz_seed"));
   Graph& g = m.graph;
-  Value* x = g.addInput("x", TensorType{DType::F32, Shape{kBatch, 3, 8, 8}, Layout::NCHW}, Loc{"seed.kir", 2, 3});
+  Value* x = g.addInput("x", TensorType{DType::F32, Shape{kBatch, 3, 8, 8}, Layout::NCHW},
+                        Loc{"seed.kir", 2, 3});
   auto weight = [&](ValueKind kind, std::string name, Shape shape, Layout layout) {
     TensorType t{DType::F32, shape, layout};
     Value* v = g.addWeight(kind, name, t, Loc{"seed.kir", 3, 3});
@@ -49,10 +50,12 @@ Module seedModule() {
     EXPECT_TRUE(n.isOk()) << n.message();
     return *n;
   };
-  Value* y = node(OpKind::Conv2d, {x, w, b}, Conv2dAttrs{{1, 1}, {1, 1, 1, 1}, {1, 1}, 1})->result(0);
+  Value* y =
+      node(OpKind::Conv2d, {x, w, b}, Conv2dAttrs{{1, 1}, {1, 1, 1, 1}, {1, 1}, 1})->result(0);
   y = node(OpKind::BatchNorm, {y, gamma, beta, mean, var}, BatchNormAttrs{1e-5})->result(0);
   y = node(OpKind::Clip, {y}, ClipAttrs{0.0, 6.0})->result(0);
-  y = node(OpKind::MaxPool2d, {y}, MaxPool2dAttrs{{2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, false})->result(0);
+  y = node(OpKind::MaxPool2d, {y}, MaxPool2dAttrs{{2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, false})
+          ->result(0);
   Node* split = node(OpKind::Split, {y}, SplitAttrs{1, {1, 3}});
   y = node(OpKind::Concat, {split->result(1), split->result(0)}, AxisAttrs{1})->result(0);
   y = node(OpKind::AdaptiveAvgPool2d, {y}, AdaptiveAvgPool2dAttrs{{2, 2}})->result(0);
@@ -91,11 +94,23 @@ TEST(KpbFuzzTest, ByteMutationsNeverCrash) {
     std::string b = seed;
     for (size_t k = 0, n = 1 + pick(4); k < n; ++k) {
       switch (pick(5)) {
-        case 0: if (!b.empty()) b[pick(b.size())] ^= static_cast<char>(1u << pick(8)); break;
-        case 1: if (!b.empty()) b[pick(b.size())] = static_cast<char>(rng()); break;
-        case 2: b.resize(pick(b.size() + 1)); break;
-        case 3: b.insert(pick(b.size() + 1), 1 + pick(8), static_cast<char>(rng())); break;
-        case 4: { size_t at = pick(b.size()); b.erase(at, 1 + pick(8)); break; }
+        case 0:
+          if (!b.empty()) b[pick(b.size())] ^= static_cast<char>(1u << pick(8));
+          break;
+        case 1:
+          if (!b.empty()) b[pick(b.size())] = static_cast<char>(rng());
+          break;
+        case 2:
+          b.resize(pick(b.size() + 1));
+          break;
+        case 3:
+          b.insert(pick(b.size() + 1), 1 + pick(8), static_cast<char>(rng()));
+          break;
+        case 4: {
+          size_t at = pick(b.size());
+          b.erase(at, 1 + pick(8));
+          break;
+        }
       }
     }
     auto r = parseModule(b, "fuzz.kpb");
@@ -126,8 +141,10 @@ class FieldMutator {
       a->set_f(anyDouble());
     } else if (a->has_ints()) {
       auto* v = a->mutable_ints()->mutable_values();
-      if (v->empty() || pick(4) == 0) v->Add(anyInt());
-      else v->Set(static_cast<int>(pick(v->size())), anyInt());
+      if (v->empty() || pick(4) == 0)
+        v->Add(anyInt());
+      else
+        v->Set(static_cast<int>(pick(v->size())), anyInt());
     } else if (a->has_floats()) {
       a->mutable_floats()->add_values(anyDouble());
     } else {
@@ -145,14 +162,25 @@ class FieldMutator {
       if (isMessage && n > 0 && depth < 6 && pick(4) != 0)
         return mutate(*r->MutableRepeatedMessage(&m, f, static_cast<int>(pick(n))), depth + 1);
       switch (pick(4)) {
-        case 0: if (n > 0) r->RemoveLast(&m, f); return;
-        case 1: if (n > 1) r->SwapElements(&m, f, static_cast<int>(pick(n)), static_cast<int>(pick(n))); return;
-        case 2: if (n > 0) { r->SwapElements(&m, f, static_cast<int>(pick(n)), n - 1); r->RemoveLast(&m, f); } return;
+        case 0:
+          if (n > 0) r->RemoveLast(&m, f);
+          return;
+        case 1:
+          if (n > 1) r->SwapElements(&m, f, static_cast<int>(pick(n)), static_cast<int>(pick(n)));
+          return;
+        case 2:
+          if (n > 0) {
+            r->SwapElements(&m, f, static_cast<int>(pick(n)), n - 1);
+            r->RemoveLast(&m, f);
+          }
+          return;
         case 3:
           if (isMessage) {
             gp::Message* added = r->AddMessage(&m, f);
-            if (n > 0 && pick(2) == 0) added->CopyFrom(r->GetRepeatedMessage(m, f, static_cast<int>(pick(n))));
-            else mutate(*added, depth + 1);
+            if (n > 0 && pick(2) == 0)
+              added->CopyFrom(r->GetRepeatedMessage(m, f, static_cast<int>(pick(n))));
+            else
+              mutate(*added, depth + 1);
           } else {
             addScalar(m, f);
           }
@@ -172,30 +200,54 @@ class FieldMutator {
   size_t pick(size_t n) { return n == 0 ? 0 : static_cast<size_t>(rng_() % n); }
 
   int64_t anyInt() {
-    static constexpr int64_t kInteresting[] = {0, 1, -1, 2, 3, 4, 5, 6, 7, 8, 16, -2, 100,
+    static constexpr int64_t kInteresting[] = {0,
+                                               1,
+                                               -1,
+                                               2,
+                                               3,
+                                               4,
+                                               5,
+                                               6,
+                                               7,
+                                               8,
+                                               16,
+                                               -2,
+                                               100,
                                                std::numeric_limits<int32_t>::max(),
                                                std::numeric_limits<int32_t>::min(),
                                                std::numeric_limits<int64_t>::max(),
                                                std::numeric_limits<int64_t>::min(),
-                                               int64_t{1} << 40, int64_t{1} << 62};
+                                               int64_t{1} << 40,
+                                               int64_t{1} << 62};
     if (pick(4) == 0) return static_cast<int64_t>(rng_());
     return kInteresting[pick(std::size(kInteresting))];
   }
   double anyDouble() {
-    static constexpr double kInteresting[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e-5, 1e308, 5e-324,
+    static constexpr double kInteresting[] = {0.0,
+                                              -0.0,
+                                              1.0,
+                                              -1.0,
+                                              0.5,
+                                              1e-5,
+                                              1e308,
+                                              5e-324,
                                               std::numeric_limits<double>::infinity(),
                                               -std::numeric_limits<double>::infinity(),
                                               std::numeric_limits<double>::quiet_NaN()};
     return kInteresting[pick(std::size(kInteresting))];
   }
   std::string anyString(std::string current) {
-    static const char* kWords[] = {"", "conv2d", "relu", "split", "concat", "constant", "reshape",
-                                   "f32", "f64", "i64", "bool", "bf16", "nchw", "nhwc", "nChw16c",
-                                   "x", "oihw", "stride", "pad", "axis", "sizes", "value", "shape",
-                                   "dtype", "layout", "probs", "conv.weight", "\xff\x00garbage"};
+    static const char* kWords[] = {
+        "",        "conv2d", "relu",  "split",  "concat", "constant",    "reshape",
+        "f32",     "f64",    "i64",   "bool",   "bf16",   "nchw",        "nhwc",
+        "nChw16c", "x",      "oihw",  "stride", "pad",    "axis",        "sizes",
+        "value",   "shape",  "dtype", "layout", "probs",  "conv.weight", "\xff\x00garbage"};
     switch (pick(3)) {
-      case 0: return kWords[pick(std::size(kWords))];
-      case 1: current.resize(pick(current.size() + 1)); return current;
+      case 0:
+        return kWords[pick(std::size(kWords))];
+      case 1:
+        current.resize(pick(current.size() + 1));
+        return current;
       default:
         current.insert(pick(current.size() + 1), 1, static_cast<char>(rng_()));
         return current;
@@ -205,32 +257,70 @@ class FieldMutator {
   void setScalar(gp::Message& m, const gp::FieldDescriptor* f) {
     const gp::Reflection* r = m.GetReflection();
     switch (f->cpp_type()) {
-      case gp::FieldDescriptor::CPPTYPE_INT32: r->SetInt32(&m, f, static_cast<int32_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&m, f, anyInt()); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(&m, f, static_cast<uint32_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(&m, f, static_cast<uint64_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(&m, f, anyDouble()); break;
-      case gp::FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(&m, f, static_cast<float>(anyDouble())); break;
-      case gp::FieldDescriptor::CPPTYPE_BOOL: r->SetBool(&m, f, !r->GetBool(m, f)); break;
-      case gp::FieldDescriptor::CPPTYPE_ENUM: r->SetEnumValue(&m, f, static_cast<int>(pick(8)) - 1); break;
-      case gp::FieldDescriptor::CPPTYPE_STRING: r->SetString(&m, f, anyString(r->GetString(m, f))); break;
-      case gp::FieldDescriptor::CPPTYPE_MESSAGE: break;
+      case gp::FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(&m, f, static_cast<int32_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(&m, f, anyInt());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT32:
+        r->SetUInt32(&m, f, static_cast<uint32_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(&m, f, static_cast<uint64_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(&m, f, anyDouble());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_FLOAT:
+        r->SetFloat(&m, f, static_cast<float>(anyDouble()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(&m, f, !r->GetBool(m, f));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_ENUM:
+        r->SetEnumValue(&m, f, static_cast<int>(pick(8)) - 1);
+        break;
+      case gp::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(&m, f, anyString(r->GetString(m, f)));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_MESSAGE:
+        break;
     }
   }
 
   void addScalar(gp::Message& m, const gp::FieldDescriptor* f) {
     const gp::Reflection* r = m.GetReflection();
     switch (f->cpp_type()) {
-      case gp::FieldDescriptor::CPPTYPE_INT32: r->AddInt32(&m, f, static_cast<int32_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_INT64: r->AddInt64(&m, f, anyInt()); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT32: r->AddUInt32(&m, f, static_cast<uint32_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_UINT64: r->AddUInt64(&m, f, static_cast<uint64_t>(anyInt())); break;
-      case gp::FieldDescriptor::CPPTYPE_DOUBLE: r->AddDouble(&m, f, anyDouble()); break;
-      case gp::FieldDescriptor::CPPTYPE_FLOAT: r->AddFloat(&m, f, static_cast<float>(anyDouble())); break;
-      case gp::FieldDescriptor::CPPTYPE_BOOL: r->AddBool(&m, f, pick(2) == 0); break;
-      case gp::FieldDescriptor::CPPTYPE_ENUM: r->AddEnumValue(&m, f, static_cast<int>(pick(8)) - 1); break;
-      case gp::FieldDescriptor::CPPTYPE_STRING: r->AddString(&m, f, anyString("")); break;
-      case gp::FieldDescriptor::CPPTYPE_MESSAGE: break;
+      case gp::FieldDescriptor::CPPTYPE_INT32:
+        r->AddInt32(&m, f, static_cast<int32_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_INT64:
+        r->AddInt64(&m, f, anyInt());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT32:
+        r->AddUInt32(&m, f, static_cast<uint32_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_UINT64:
+        r->AddUInt64(&m, f, static_cast<uint64_t>(anyInt()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->AddDouble(&m, f, anyDouble());
+        break;
+      case gp::FieldDescriptor::CPPTYPE_FLOAT:
+        r->AddFloat(&m, f, static_cast<float>(anyDouble()));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_BOOL:
+        r->AddBool(&m, f, pick(2) == 0);
+        break;
+      case gp::FieldDescriptor::CPPTYPE_ENUM:
+        r->AddEnumValue(&m, f, static_cast<int>(pick(8)) - 1);
+        break;
+      case gp::FieldDescriptor::CPPTYPE_STRING:
+        r->AddString(&m, f, anyString(""));
+        break;
+      case gp::FieldDescriptor::CPPTYPE_MESSAGE:
+        break;
     }
   }
 
@@ -246,13 +336,17 @@ TEST(KpbFuzzTest, FieldMutationsNeverCrash) {
   for (int i = 0; i < 6000 * fuzzScale(); ++i) {
     pb::Module p = seed;
     for (int k = 0, n = 1 + i % 3; k < n; ++k) {
-      if (i % 2 == 0) mutator.mutate(p);
-      else mutator.mutateAttr(p);
+      if (i % 2 == 0)
+        mutator.mutate(p);
+      else
+        mutator.mutateAttr(p);
     }
     if (p.format_version() > kKpbFormatVersion) p.set_format_version(kKpbFormatVersion);
     auto r = parseModule(p.SerializeAsString(), "fuzz.kpb");
     r.isOk() ? ++ok : ++failed;
-    checkResult(r, [&] { return fmt::format("iteration {}: {}", i, p.ShortDebugString().substr(0, 3000)); });
+    checkResult(r, [&] {
+      return fmt::format("iteration {}: {}", i, p.ShortDebugString().substr(0, 3000));
+    });
     if (::testing::Test::HasFatalFailure()) return;
   }
   // Mutating locations, names and data bytes keeps a module valid; most others must not.

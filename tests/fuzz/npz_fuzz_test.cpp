@@ -1,14 +1,13 @@
 // Bounded fuzzing of the .npy and .npz readers: seeded byte mutations of valid files must
 // give a Status (naming the input) or a consistent tensor, never a crash (CI runs ASan).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "ir/proto_io.h"
 #include "runtime/npy.h"
@@ -32,7 +31,8 @@ int fuzzScale() {
 Bytes mutate(Bytes b, std::mt19937_64& rng, size_t hot) {
   auto pick = [&](size_t n) { return n == 0 ? size_t{0} : static_cast<size_t>(rng() % n); };
   auto pos = [&]() { return pick(2) == 0 ? pick(std::min(hot, b.size())) : pick(b.size()); };
-  static constexpr unsigned char kInteresting[] = {0, 1, 0x7f, 0x80, 0xff, '(', ')', ',', '\'', ' ', '9'};
+  static constexpr unsigned char kInteresting[] = {0,   1,   0x7f, 0x80, 0xff, '(',
+                                                   ')', ',', '\'', ' ',  '9'};
   for (size_t k = 0, n = 1 + pick(4); k < n; ++k) {
     switch (pick(7)) {
       case 0:
@@ -44,12 +44,15 @@ Bytes mutate(Bytes b, std::mt19937_64& rng, size_t hot) {
       case 2:
         if (!b.empty()) b[pos()] = std::byte{kInteresting[pick(std::size(kInteresting))]};
         break;
-      case 3: b.resize(pick(b.size() + 1)); break;  // truncate
-      case 4: {                                     // insert random bytes
+      case 3:
+        b.resize(pick(b.size() + 1));
+        break;   // truncate
+      case 4: {  // insert random bytes
         size_t at = pos(), len = 1 + pick(16);
         Bytes ins(len);
         for (auto& x : ins) x = std::byte{static_cast<unsigned char>(rng())};
-        b.insert(b.begin() + static_cast<std::ptrdiff_t>(std::min(at, b.size())), ins.begin(), ins.end());
+        b.insert(b.begin() + static_cast<std::ptrdiff_t>(std::min(at, b.size())), ins.begin(),
+                 ins.end());
         break;
       }
       case 5: {  // erase a range
@@ -60,7 +63,8 @@ Bytes mutate(Bytes b, std::mt19937_64& rng, size_t hot) {
       case 6: {  // overwrite with a copy of another range (lengths, offsets from elsewhere)
         if (b.size() < 8) break;
         size_t from = pick(b.size() - 4), to = pos(), len = 1 + pick(4);
-        for (size_t i = 0; i < len && to + i < b.size() && from + i < b.size(); ++i) b[to + i] = b[from + i];
+        for (size_t i = 0; i < len && to + i < b.size() && from + i < b.size(); ++i)
+          b[to + i] = b[from + i];
         break;
       }
     }
@@ -129,7 +133,8 @@ TEST(NpzFuzzTest, MutatedNpzFilesNeverCrash) {
   store.set("conv1.weight", seededTensor(DType::F32, Shape{4, 3, 3, 3}, 1));
   store.set("bn1.num_batches_tracked", seededTensor(DType::I64, Shape{}, 2));
   store.set("mask", seededTensor(DType::Bool, Shape{7}, 3));
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / fmt::format("kiln_npz_fuzz_{}", ::getpid());
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / fmt::format("kiln_npz_fuzz_{}", ::getpid());
   std::filesystem::create_directories(dir);
   std::vector<Bytes> seeds;
   for (NpzCompression c : {NpzCompression::Stored, NpzCompression::Deflated}) {
@@ -157,7 +162,8 @@ TEST(NpzFuzzTest, MutatedNpzFilesNeverCrash) {
     auto r = parseNpz(input, "fuzz.npz");
     if (r.isOk()) {
       ++ok;
-      for (const auto& [name, t] : r->entries()) checkTensor(t, fmt::format("iteration {} '{}'", i, name));
+      for (const auto& [name, t] : r->entries())
+        checkTensor(t, fmt::format("iteration {} '{}'", i, name));
     } else {
       ++failed;
       ASSERT_EQ(r.message().rfind("fuzz.npz: ", 0), 0u) << "iteration " << i << ": " << r.message();

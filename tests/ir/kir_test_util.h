@@ -249,7 +249,7 @@ class RandomGraphGen {
         if (v->type() == t) same.push_back(v);
       if (!same.empty() && chance(0.8)) {
         operands.push_back(same[uniform(0, same.size() - 1)]);
-      } else if (i == 0) {
+      } else if (i == 0 || !t.shape.isStatic()) {  // weights must be static
         operands.push_back(g_->addInput(name(true), t, loc()));
         values_.push_back(operands.back());
       } else {

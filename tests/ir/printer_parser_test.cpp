@@ -80,8 +80,10 @@ TEST(KirRoundTrip, EveryOpInTheTable) {
     std::vector<Value*> operands;
     for (size_t i = 0; i < sample->operands.size(); ++i) {
       std::string name = fmt::format("in{}", i);
-      operands.push_back(i == 0 ? g.addInput(name, sample->operands[i])
-                                : g.addWeight(ValueKind::Param, name, sample->operands[i]));
+      // Weights must be static; an operand with N (channel_scale's scale) is an input.
+      const bool input = i == 0 || !sample->operands[i].shape.isStatic();
+      operands.push_back(input ? g.addInput(name, sample->operands[i])
+                               : g.addWeight(ValueKind::Param, name, sample->operands[i]));
     }
     Expected<Node*> n = g.createNode(op.kind, operands, sample->attrs);
     ASSERT_TRUE(n.isOk()) << n.message();

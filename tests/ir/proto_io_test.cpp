@@ -2,6 +2,8 @@
 // every dtype), random graphs round-trip, and each validation error is reported.
 #include "ir/proto_io.h"
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -10,9 +12,6 @@
 #include <map>
 #include <random>
 #include <set>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "ir/printer.h"
 #include "ir/verifier.h"
@@ -40,20 +39,27 @@ struct OpCase {
 const std::map<std::string, OpCase>& opCases() {
   const TensorType x = t4(kBatch, 4, 8, 8);
   static const std::map<std::string, OpCase> cases = {
-      {"conv2d", {{x, t4(6, 4, 3, 3, Layout::OIHW), tt({6})}, [](Attrs& a) {
-                    auto& c = std::get<Conv2dAttrs>(a);
-                    c.stride = {2, 1};
-                    c.pad = {1, 1, 0, 2};
-                    c.dilation = {1, 2};
-                  }}},
-      {"batch_norm", {{x, tt({4}), tt({4}), tt({4}), tt({4})},
-                      [](Attrs& a) { std::get<BatchNormAttrs>(a).epsilon = 1e-3; }}},
+      {"conv2d",
+       {{x, t4(6, 4, 3, 3, Layout::OIHW), tt({6})},
+        [](Attrs& a) {
+          auto& c = std::get<Conv2dAttrs>(a);
+          c.stride = {2, 1};
+          c.pad = {1, 1, 0, 2};
+          c.dilation = {1, 2};
+        }}},
+      {"batch_norm",
+       {{x, tt({4}), tt({4}), tt({4}), tt({4})},
+        [](Attrs& a) { std::get<BatchNormAttrs>(a).epsilon = 1e-3; }}},
       {"relu", {{x}}},
       {"relu6", {{x}}},
       {"sigmoid", {{x}}},
       {"swish", {{x}}},
       {"hardswish", {{x}}},
-      {"hardsigmoid", {{x}, [](Attrs& a) { std::get<HardSigmoidAttrs>(a) = {0.2, 0.5}; }}},
+      {"hardsigmoid",
+       {{x},
+        [](Attrs& a) {
+          std::get<HardSigmoidAttrs>(a) = {0.2, 0.5};
+        }}},
       {"tanh", {{x}}},
       {"clip", {{x}, [](Attrs& a) { std::get<ClipAttrs>(a).max = 6.0; }}},  // min stays -inf
       {"add", {{x, tt({4, 1, 1})}}},
@@ -63,35 +69,69 @@ const std::map<std::string, OpCase>& opCases() {
       {"channel_scale", {{x, t4(kBatch, 4, 1, 1)}}},
       {"matmul", {{tt({2, 3}), tt({3, 5})}}},
       {"linear", {{tt({kBatch, 8}), TensorType{DType::F32, Shape{5, 8}, Layout::OI}, tt({5})}}},
-      {"max_pool2d", {{x}, [](Attrs& a) {
-                        auto& p = std::get<MaxPool2dAttrs>(a);
-                        p.kernel = {3, 3};
-                        p.stride = {2, 2};
-                        p.pad = {1, 1, 1, 1};
-                        p.ceil_mode = true;
-                      }}},
-      {"avg_pool2d", {{x}, [](Attrs& a) {
-                        auto& p = std::get<AvgPool2dAttrs>(a);
-                        p.kernel = {2, 2};
-                        p.stride = {2, 2};
-                        p.count_include_pad = false;
-                      }}},
+      {"max_pool2d",
+       {{x},
+        [](Attrs& a) {
+          auto& p = std::get<MaxPool2dAttrs>(a);
+          p.kernel = {3, 3};
+          p.stride = {2, 2};
+          p.pad = {1, 1, 1, 1};
+          p.ceil_mode = true;
+        }}},
+      {"avg_pool2d",
+       {{x},
+        [](Attrs& a) {
+          auto& p = std::get<AvgPool2dAttrs>(a);
+          p.kernel = {2, 2};
+          p.stride = {2, 2};
+          p.count_include_pad = false;
+        }}},
       {"global_avg_pool", {{x}}},
-      {"adaptive_avg_pool2d", {{x}, [](Attrs& a) { std::get<AdaptiveAvgPool2dAttrs>(a).output_size = {2, 3}; }}},
+      {"adaptive_avg_pool2d",
+       {{x},
+        [](Attrs& a) {
+          std::get<AdaptiveAvgPool2dAttrs>(a).output_size = {2, 3};
+        }}},
       {"concat", {{x, x, t4(kBatch, 2, 8, 8)}}},
-      {"split", {{x}, [](Attrs& a) { std::get<SplitAttrs>(a) = {1, {1, 3}}; }}},
-      {"slice", {{x}, [](Attrs& a) { std::get<SliceAttrs>(a) = {{2, 3}, {1, 0}, {7, 100}, {2, 1}}; }}},
-      {"reshape", {{x}, [](Attrs& a) { std::get<ReshapeAttrs>(a).shape = {0, -1}; }}},
+      {"split",
+       {{x},
+        [](Attrs& a) {
+          std::get<SplitAttrs>(a) = {1, {1, 3}};
+        }}},
+      {"slice",
+       {{x},
+        [](Attrs& a) {
+          std::get<SliceAttrs>(a) = {{2, 3}, {1, 0}, {7, 100}, {2, 1}};
+        }}},
+      {"reshape",
+       {{x},
+        [](Attrs& a) {
+          std::get<ReshapeAttrs>(a).shape = {0, -1};
+        }}},
       {"flatten", {{x}}},
-      {"transpose", {{x}, [](Attrs& a) { std::get<TransposeAttrs>(a).perm = {0, 2, 3, 1}; }}},
-      {"pad", {{x}, [](Attrs& a) { std::get<PadAttrs>(a) = {{0, 0, 1, 2, 0, 0, 3, 4}, -0.5}; }}},
+      {"transpose",
+       {{x},
+        [](Attrs& a) {
+          std::get<TransposeAttrs>(a).perm = {0, 2, 3, 1};
+        }}},
+      {"pad",
+       {{x},
+        [](Attrs& a) {
+          std::get<PadAttrs>(a) = {{0, 0, 1, 2, 0, 0, 3, 4}, -0.5};
+        }}},
       {"reorder", {{x}, [](Attrs& a) { std::get<ReorderAttrs>(a).layout = Layout::NChw16c; }}},
       {"softmax", {{tt({kBatch, 10})}, [](Attrs& a) { std::get<AxisAttrs>(a).axis = -1; }}},
       {"log_softmax", {{tt({kBatch, 10})}}},
-      {"dropout", {{x}, [](Attrs& a) { std::get<DropoutAttrs>(a) = {0.25, true, -7}; }}},
-      {"constant", {{}, [](Attrs& a) {
-                      std::get<ConstantAttrs>(a) = {{1, 2.5, -3, 1e300, 5e-324, -0.0}, {2, 3}, DType::F64};
-                    }}},
+      {"dropout",
+       {{x},
+        [](Attrs& a) {
+          std::get<DropoutAttrs>(a) = {0.25, true, -7};
+        }}},
+      {"constant",
+       {{},
+        [](Attrs& a) {
+          std::get<ConstantAttrs>(a) = {{1, 2.5, -3, 1e300, 5e-324, -0.0}, {2, 3}, DType::F64};
+        }}},
   };
   return cases;
 }
@@ -112,7 +152,8 @@ Node* addCase(Graph& g, const std::string& op, int k, WeightStore* store) {
     operands.push_back(g.addWeight(kKinds[i % 3], name, t, loc));
     if (store) {
       Tensor data(t.dtype, t.shape, t.layout);
-      for (int64_t e = 0; e < data.numElements(); ++e) data.data<float>()[e] = static_cast<float>(e) * 0.25f;
+      for (int64_t e = 0; e < data.numElements(); ++e)
+        data.data<float>()[e] = static_cast<float>(e) * 0.25f;
       store->set(name, data);
     }
   }
@@ -220,7 +261,8 @@ TEST(KpbTest, WholeGraphWithWeightsOfEveryDTypeRoundTripsThroughAFile) {
   // entries no declaration binds (a store may carry extra tensors).
   std::mt19937 rng(5);
   auto fill = [&](Tensor t) {
-    for (size_t i = 0; i < t.nbytes(); ++i) t.raw()[i] = std::byte{static_cast<unsigned char>(rng())};
+    for (size_t i = 0; i < t.nbytes(); ++i)
+      t.raw()[i] = std::byte{static_cast<unsigned char>(rng())};
     return t;
   };
   m.weights.set("x.f64", fill(Tensor(DType::F64, Shape{3, 2})));
@@ -260,30 +302,51 @@ TEST(KpbTest, RandomGraphsRoundTrip) {
     std::mt19937_64 rng(seed);
     auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
     auto anyDouble = [&]() {
-      const double special[] = {0.0, -0.0, 1e-310, 1e308, 0.1, -2.5,
-                                std::numeric_limits<double>::infinity()};
-      return pick(3) == 0 ? special[pick(std::size(special))]
-                          : std::ldexp(static_cast<double>(rng() >> 11), static_cast<int>(pick(80)) - 60);
+      const double special[] = {
+          0.0, -0.0, 1e-310, 1e308, 0.1, -2.5, std::numeric_limits<double>::infinity()};
+      return pick(3) == 0
+                 ? special[pick(std::size(special))]
+                 : std::ldexp(static_cast<double>(rng() >> 11), static_cast<int>(pick(80)) - 60);
     };
     Module m(Graph(fmt::format("random{}", seed)));
     std::vector<Value*> pool{m.graph.addInput("x", t4(kBatch, 4, 8, 8), Loc{"in.kir", 1, 1})};
     for (int i = 0; i < 25; ++i) {
       Value* a = pool[pick(pool.size())];
       Value* b = pool[pick(pool.size())];
-      Loc loc = pick(4) == 0 ? Loc{} : Loc{fmt::format("f{}.cpp", pick(3)), static_cast<int>(pick(1000)), static_cast<int>(pick(80))};
+      Loc loc = pick(4) == 0 ? Loc{}
+                             : Loc{fmt::format("f{}.cpp", pick(3)), static_cast<int>(pick(1000)),
+                                   static_cast<int>(pick(80))};
       Expected<Node*> n = Status::error("unset");
       switch (pick(7)) {
-        case 0: n = m.graph.createNode(OpKind::Add, {a, b}, NoAttrs{}, loc); break;
-        case 1: n = m.graph.createNode(OpKind::Tanh, {a}, NoAttrs{}, loc); break;
-        case 2: n = m.graph.createNode(OpKind::HardSigmoid, {a}, HardSigmoidAttrs{anyDouble(), anyDouble()}, loc); break;
+        case 0:
+          n = m.graph.createNode(OpKind::Add, {a, b}, NoAttrs{}, loc);
+          break;
+        case 1:
+          n = m.graph.createNode(OpKind::Tanh, {a}, NoAttrs{}, loc);
+          break;
+        case 2:
+          n = m.graph.createNode(OpKind::HardSigmoid, {a},
+                                 HardSigmoidAttrs{anyDouble(), anyDouble()}, loc);
+          break;
         case 3: {
           double lo = anyDouble(), hi = anyDouble();
-          n = m.graph.createNode(OpKind::Clip, {a}, ClipAttrs{std::min(lo, hi), std::max(lo, hi)}, loc);
+          n = m.graph.createNode(OpKind::Clip, {a}, ClipAttrs{std::min(lo, hi), std::max(lo, hi)},
+                                 loc);
           break;
         }
-        case 4: n = m.graph.createNode(OpKind::Dropout, {a}, DropoutAttrs{0.5 * (static_cast<double>(pick(1000)) / 1000), pick(2) == 0, static_cast<int64_t>(rng())}, loc); break;
-        case 5: n = m.graph.createNode(OpKind::Softmax, {a}, AxisAttrs{static_cast<int64_t>(pick(8)) - 4}, loc); break;
-        case 6: n = m.graph.createNode(OpKind::Mul, {a, b}, NoAttrs{}, loc); break;
+        case 4:
+          n = m.graph.createNode(OpKind::Dropout, {a},
+                                 DropoutAttrs{0.5 * (static_cast<double>(pick(1000)) / 1000),
+                                              pick(2) == 0, static_cast<int64_t>(rng())},
+                                 loc);
+          break;
+        case 5:
+          n = m.graph.createNode(OpKind::Softmax, {a}, AxisAttrs{static_cast<int64_t>(pick(8)) - 4},
+                                 loc);
+          break;
+        case 6:
+          n = m.graph.createNode(OpKind::Mul, {a, b}, NoAttrs{}, loc);
+          break;
       }
       ASSERT_TRUE(n.isOk()) << n.message();
       if (pick(2) == 0) (*n)->result(0)->setName(fmt::format("v{}.{}", i, pick(100)));
@@ -320,13 +383,15 @@ TEST(KpbTest, NewerFormatVersionIsRejected) {
   pb::Module p = smallProto();
   EXPECT_EQ(parseError(p), "<parsed fine>");
   p.set_format_version(2);
-  EXPECT_EQ(parseError(p), "x.kpb: format version 2 is newer than this kiln supports (1); upgrade kiln");
+  EXPECT_EQ(parseError(p),
+            "x.kpb: format version 2 is newer than this kiln supports (1); upgrade kiln");
 }
 
 TEST(KpbTest, CorruptFilesAreRejected) {
   auto r = parseModule("this is not a protobuf \xff\xff\xff\xff", "x.kpb");
   ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.message(), "x.kpb: not a kiln module (the protobuf does not parse; file truncated or corrupt?)");
+  EXPECT_EQ(r.message(),
+            "x.kpb: not a kiln module (the protobuf does not parse; file truncated or corrupt?)");
   r = parseModule("", "x.kpb");
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.message(), "x.kpb: not a kiln module (no format version; is this a .kpb file?)");
@@ -353,7 +418,8 @@ TEST(KpbTest, InvalidModulesAreRejectedWithClearMessages) {
   // smallProto: inputs [x (id 0)], weights [w (1), b (2)], nodes [conv2d -> 3, relu -> 4].
   auto node = [](pb::Module& p, int i) { return p.mutable_graph()->mutable_nodes(i); };
   const std::vector<Invalid> cases = {
-      {"unknown op", [&](pb::Module& p) { node(p, 1)->set_op("relu7"); }, "node 1: unknown op 'relu7'"},
+      {"unknown op", [&](pb::Module& p) { node(p, 1)->set_op("relu7"); },
+       "node 1: unknown op 'relu7'"},
       {"undefined operand", [&](pb::Module& p) { node(p, 1)->set_operands(0, 999); },
        "node 1 (relu): operand 0 refers to undefined value id 999"},
       {"forward reference",
@@ -363,19 +429,30 @@ TEST(KpbTest, InvalidModulesAreRejectedWithClearMessages) {
        "node 1 (relu): result 0: value id 1 is declared more than once"},
       {"wrong arity", [&](pb::Module& p) { node(p, 1)->add_operands(0); },
        "node 1 (relu): has 2 operands, the op takes 1"},
-      {"too few operands", [&](pb::Module& p) { node(p, 0)->mutable_operands()->RemoveLast(); node(p, 0)->mutable_operands()->RemoveLast(); },
+      {"too few operands",
+       [&](pb::Module& p) {
+         node(p, 0)->mutable_operands()->RemoveLast();
+         node(p, 0)->mutable_operands()->RemoveLast();
+       },
        "node 0 (conv2d): has 1 operands, the op takes 2 to 3"},
       {"attr of wrong kind", [&](pb::Module& p) { node(p, 0)->mutable_attrs(0)->set_i(2); },
        "node 0 (conv2d): attribute 'stride' must be a list of 2 integers"},
-      {"attr list of wrong length", [&](pb::Module& p) { node(p, 0)->mutable_attrs(1)->mutable_ints()->add_values(1); },
+      {"attr list of wrong length",
+       [&](pb::Module& p) { node(p, 0)->mutable_attrs(1)->mutable_ints()->add_values(1); },
        "attribute 'pad' must be a list of 4 integers"},
-      {"unknown attr", [&](pb::Module& p) { auto* a = node(p, 1)->add_attrs(); a->set_name("alpha"); a->set_f(1); },
+      {"unknown attr",
+       [&](pb::Module& p) {
+         auto* a = node(p, 1)->add_attrs();
+         a->set_name("alpha");
+         a->set_f(1);
+       },
        "node 1 (relu): unknown attribute 'alpha'"},
       {"duplicate attr", [&](pb::Module& p) { *node(p, 0)->add_attrs() = node(p, 0)->attrs(3); },
        "attribute 'groups' is given twice"},
       {"bad attr value", [&](pb::Module& p) { node(p, 0)->mutable_attrs(3)->set_i(0); },
        "conv2d: groups must be >= 1, got 0"},
-      {"wrong result type", [&](pb::Module& p) { node(p, 1)->mutable_results(0)->mutable_type()->set_dims(1, 5); },
+      {"wrong result type",
+       [&](pb::Module& p) { node(p, 1)->mutable_results(0)->mutable_type()->set_dims(1, 5); },
        "is f32[N,5,4,7]{nchw}, expected f32[N,6,4,7]{nchw}"},
       {"missing result",
        [&](pb::Module& p) {
@@ -383,21 +460,49 @@ TEST(KpbTest, InvalidModulesAreRejectedWithClearMessages) {
          p.mutable_graph()->mutable_outputs()->RemoveLast();
        },
        "0 results"},
-      {"unknown dtype", [&](pb::Module& p) { p.mutable_graph()->mutable_inputs(0)->mutable_type()->set_dtype("f128"); },
+      {"unknown dtype",
+       [&](pb::Module& p) {
+         p.mutable_graph()->mutable_inputs(0)->mutable_type()->set_dtype("f128");
+       },
        "input 0 'conv2d0.in0': unknown dtype 'f128'"},
-      {"layout of another rank", [&](pb::Module& p) { p.mutable_graph()->mutable_weights(1)->mutable_type()->set_layout("nchw"); },
-       "weight 1 'conv2d0.in2': layout {nchw} is for rank 4, the shape [6] has rank 1"},
-      {"bad dim", [&](pb::Module& p) { p.mutable_graph()->mutable_inputs(0)->mutable_type()->set_dims(2, -7); },
-       "dimension -7 is out of range"},
-      {"input of wrong kind", [&](pb::Module& p) { p.mutable_graph()->mutable_inputs(0)->set_kind(pb::VALUE_KIND_PARAM); },
+      {"layout of another rank",
+       [&](pb::Module& p) {
+         p.mutable_graph()->mutable_weights(1)->mutable_type()->set_layout("nchw");
+       },
+       "weight 1 'conv2d0.in2': layout {nchw} is for rank 4, the shape has rank 1"},
+      {"bad dim",
+       [&](pb::Module& p) {
+         p.mutable_graph()->mutable_inputs(0)->mutable_type()->set_dims(2, -7);
+       },
+       "input 0 'conv2d0.in0': dimension -7 is negative"},
+      {"huge dim",
+       [&](pb::Module& p) {
+         p.mutable_graph()->mutable_inputs(0)->mutable_type()->set_dims(2, int64_t{1} << 50);
+       },
+       "dimension 1125899906842624 exceeds the limit 2^40"},
+      {"too many elements",
+       [&](pb::Module& p) {
+         auto* dims = p.mutable_graph()->mutable_inputs(0)->mutable_type()->mutable_dims();
+         dims->Set(1, int64_t{1} << 20);
+         dims->Set(2, int64_t{1} << 20);
+         dims->Set(3, 2);
+       },
+       "has more than 2^40 elements"},
+      {"input of wrong kind",
+       [&](pb::Module& p) { p.mutable_graph()->mutable_inputs(0)->set_kind(pb::VALUE_KIND_PARAM); },
        "input 0 'conv2d0.in0': is not of kind input"},
-      {"weight of wrong kind", [&](pb::Module& p) { p.mutable_graph()->mutable_weights(0)->set_kind(static_cast<pb::ValueKind>(42)); },
+      {"weight of wrong kind",
+       [&](pb::Module& p) {
+         p.mutable_graph()->mutable_weights(0)->set_kind(static_cast<pb::ValueKind>(42));
+       },
        "weight 0 'conv2d0.in1': kind must be param, buffer or const"},
-      {"duplicate name", [&](pb::Module& p) { node(p, 1)->mutable_results(0)->set_name("conv2d0.in0"); },
+      {"duplicate name",
+       [&](pb::Module& p) { node(p, 1)->mutable_results(0)->set_name("conv2d0.in0"); },
        "%conv2d0.in0 is defined more than once"},
       {"undefined output", [&](pb::Module& p) { p.mutable_graph()->add_outputs(77); },
        "output refers to undefined value id 77"},
-      {"tensor size mismatch", [&](pb::Module& p) { p.mutable_weights(0)->mutable_data()->pop_back(); },
+      {"tensor size mismatch",
+       [&](pb::Module& p) { p.mutable_weights(0)->mutable_data()->pop_back(); },
        "weight tensor 'conv2d0.in1': f32[6,4,3,3]{oihw} needs 864 data bytes, the file has 863"},
       {"tensor with N", [&](pb::Module& p) { p.mutable_weights(0)->set_dims(0, -1); },
        "weight tensor 'conv2d0.in1': has a symbolic dimension"},

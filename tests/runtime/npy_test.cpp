@@ -2,6 +2,8 @@
 // layout conversion, atomic writes and one test per malformed-input error.
 #include "runtime/npy.h"
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -12,9 +14,6 @@
 #include <functional>
 #include <random>
 #include <set>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "ir/proto_io.h"
 
@@ -49,7 +48,8 @@ class NpyTest : public ::testing::Test {
   }
   static void writeAll(const std::string& p, std::span<const std::byte> bytes) {
     std::ofstream f(p, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   }
   // Files in the test dir other than `keep` (to catch leftover temporaries).
   std::vector<std::string> strayFiles(const std::set<std::string>& keep) const {
@@ -83,9 +83,9 @@ void expectSameTensor(const Tensor& a, const Tensor& b, std::string_view what) {
 }
 
 const std::vector<Shape>& testShapes() {
-  static const std::vector<Shape> shapes = {Shape{},        Shape{0},          Shape{7},
-                                            Shape{2, 0, 3}, Shape{3, 5},       Shape{2, 3, 4},
-                                            Shape{2, 3, 2, 2}, Shape{1, 2, 1, 3, 2}};
+  static const std::vector<Shape> shapes = {
+      Shape{},     Shape{0},       Shape{7},          Shape{2, 0, 3},
+      Shape{3, 5}, Shape{2, 3, 4}, Shape{2, 3, 2, 2}, Shape{1, 2, 1, 3, 2}};
   return shapes;
 }
 
@@ -218,7 +218,8 @@ TEST_F(NpyTest, FailedWriteLeavesTheOldFileAndNoTemporary) {
   ASSERT_TRUE(writeNpz(path("w.npz"), bad).isOk() == false);
   Status s = writeNpy(path("t.npy"), Tensor());  // a tensor without data
   EXPECT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("cannot write '" + path("t.npy") + "'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("cannot write '" + path("t.npy") + "'"), std::string::npos)
+      << s.message();
   auto back = readNpy(path("t.npy"));
   ASSERT_TRUE(back.isOk());
   expectSameTensor(good, *back, "old file");
@@ -241,7 +242,8 @@ TEST_F(NpyTest, WriteIntoMissingDirectoryFails) {
 // ---- malformed input ----
 
 // A zip with the given members (stored), written with libzip directly.
-void writeZip(const std::string& p, const std::vector<std::pair<std::string, std::vector<std::byte>>>& members) {
+void writeZip(const std::string& p,
+              const std::vector<std::pair<std::string, std::vector<std::byte>>>& members) {
   std::filesystem::remove(p);
   int err = 0;
   zip_t* za = zip_open(p.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
@@ -279,7 +281,8 @@ TEST_F(NpyTest, MalformedNpyGivesClearErrors) {
       {"version 4.0", [](auto& b) { b[6] = std::byte{4}; }, "unsupported npy format version 4.0"},
       {"truncated header", [](auto& b) { b.resize(40); }, "truncated npy header (expected"},
       {"truncated data", [](auto& b) { b.pop_back(); }, "needs 24 data bytes, the file has 23"},
-      {"trailing data", [](auto& b) { b.push_back(std::byte{0}); }, "needs 24 data bytes, the file has 25"},
+      {"trailing data", [](auto& b) { b.push_back(std::byte{0}); },
+       "needs 24 data bytes, the file has 25"},
       {"garbage dict", setHeader("{'descr': '<f4'; 'fortran_order': False, 'shape': (2, 3), }\n"),
        "malformed npy header: expected ',' or '}' in the header dict at offset 15"},
       {"garbage key", setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), ]\n"),
@@ -287,22 +290,27 @@ TEST_F(NpyTest, MalformedNpyGivesClearErrors) {
       {"not a dict", setHeader("hello\n"), "expected '{' at the start of the header"},
       {"missing key", setHeader("{'descr': '<f4', 'shape': (2, 3), }\n"),
        "lacks one of 'descr', 'fortran_order', 'shape'"},
-      {"unknown key", setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}\n"),
+      {"unknown key",
+       setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}\n"),
        "unexpected key 'x'"},
       {"negative dim", setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }\n"),
        "expected a non-negative integer in 'shape'"},
-      {"huge dim", setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }\n"),
+      {"huge dim",
+       setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }\n"),
        "dimension too large"},
       {"overflowing shape",
        setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }\n"),
        "shape (4294967296, 4294967296) is too large"},
-      {"large shape", setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }\n"),
+      {"large shape",
+       setHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }\n"),
        "shape (1000000000000) of f32 needs 4000000000000 data bytes, the file has 24"},
       {"bad dtype", setHeader("{'descr': '<u4', 'fortran_order': False, 'shape': (2, 3), }\n"),
        "unsupported npy dtype '<u4'"},
-      {"structured", setHeader("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }\n"),
+      {"structured",
+       setHeader("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }\n"),
        "structured dtypes"},
-      {"rank 6", setHeader("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 2, 1, 3, 4), }\n"),
+      {"rank 6",
+       setHeader("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 2, 1, 3, 4), }\n"),
        "array of rank 6 is not supported"},
       {"bad bool", setHeader("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 3), }\n"),
        "expected True or False"},
@@ -347,9 +355,10 @@ TEST_F(NpyTest, MalformedNpzGivesClearErrors) {
   };
   {  // not a zip at all
     std::string text = "this is not a zip file, just text";
-    expectError(std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
-                                       reinterpret_cast<const std::byte*>(text.data() + text.size())),
-                "not a valid npz (zip) file: Not a zip archive");
+    expectError(
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
+                               reinterpret_cast<const std::byte*>(text.data() + text.size())),
+        "not a valid npz (zip) file: Not a zip archive");
   }
   {  // a .npy where an .npz belongs
     auto npy = serializeNpy(store.entries().begin()->second);
@@ -372,7 +381,8 @@ TEST_F(NpyTest, MalformedNpzGivesClearErrors) {
     writeZip(p, {{"readme.txt", *npy}});
     auto r = readNpz(p);
     ASSERT_FALSE(r.isOk());
-    EXPECT_EQ(r.message(), p + ": member 'readme.txt': expected a .npy member (name ending in '.npy')");
+    EXPECT_EQ(r.message(),
+              p + ": member 'readme.txt': expected a .npy member (name ending in '.npy')");
     writeZip(p, {{"a.npy", *npy}, {"b.npy", badNpy}});
     r = readNpz(p);
     ASSERT_FALSE(r.isOk());
@@ -445,11 +455,15 @@ stored = {'conv1.weight': arr('<f4', (4, 3, 3, 3)), 'bn1.num_batches_tracked': n
 np.savez(os.path.join(d, 'stored.npz'), **stored)
 np.savez_compressed(os.path.join(d, 'deflated.npz'), **stored)
 np.savez(os.path.join(d, 'positional.npz'), arr('<f4', (2,)), arr('<i8', (3,)))
+# numpy writes every member with a zip64 extra field (id 0x0001) in its local header
+for name in ['stored.npz', 'deflated.npz']:
+    raw = open(os.path.join(d, name), 'rb').read()
+    name_len = int.from_bytes(raw[26:28], 'little')
+    assert raw[30 + name_len:32 + name_len] == b'\x01\x00', 'expected a zip64 extra'
 )"));
-  const std::pair<const char*, DType> dtypes[] = {{"f32", DType::F32}, {"f64", DType::F64},
-                                                  {"f16", DType::F16}, {"i64", DType::I64},
-                                                  {"i32", DType::I32}, {"i8", DType::I8},
-                                                  {"u8", DType::U8},   {"bool", DType::Bool}};
+  const std::pair<const char*, DType> dtypes[] = {
+      {"f32", DType::F32}, {"f64", DType::F64}, {"f16", DType::F16}, {"i64", DType::I64},
+      {"i32", DType::I32}, {"i8", DType::I8},   {"u8", DType::U8},   {"bool", DType::Bool}};
   for (auto [name, dtype] : dtypes) {
     auto t = readNpy(path(std::string(name) + ".npy"));
     ASSERT_TRUE(t.isOk()) << t.message();

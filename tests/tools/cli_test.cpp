@@ -10,6 +10,8 @@
 #include <fstream>
 #include <string>
 
+#include "models/registry.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -194,6 +196,23 @@ TEST(Docs, IrMdOpTableIsCurrent) {
   ASSERT_EQ(r.exitCode, 0);
   EXPECT_EQ(doc.substr(a + begin.size(), b - a - begin.size()), r.out)
       << "regenerate the table between the markers with `kiln ops --markdown`";
+}
+
+}  // namespace
+
+namespace {
+
+// `kiln show` works for every model, and its text reads back unchanged.
+TEST(CliZoo, ShowEveryModelAndReadItBack) {
+  for (const kiln::models::ModelInfo& info : kiln::models::allModels()) {
+    SCOPED_TRACE(std::string(info.name));
+    Result shown = kiln("show " + std::string(info.name));
+    ASSERT_EQ(shown.exitCode, 0) << shown.err;
+    EXPECT_NE(shown.out.find("graph @"), std::string::npos);
+    Result back = kiln("opt - --verify-each", shown.out);
+    ASSERT_EQ(back.exitCode, 0) << back.err;
+    EXPECT_EQ(back.out, shown.out);
+  }
 }
 
 }  // namespace
