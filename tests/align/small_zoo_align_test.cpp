@@ -1,4 +1,4 @@
-// squeezenet1_0/1_1, mobilenet_v2, densenet121 (torchvision) and resnet20 (the PyTorch module
+// squeezenet1_0/1_1, mobilenet_v2, densenet121, resnet34…152 (torchvision) and resnet20 (the PyTorch module
 // in torch_models.py) from the model registry, run on the reference backend, vs PyTorch on the
 // same random weights (BN statistics randomized) and input.
 //
@@ -166,7 +166,13 @@ INSTANTIATE_TEST_SUITE_P(
         // without --fan-in-init the logits would not depend on the first blocks at all.
         AlignCase{"mobilenet_v2", 64, "features.2.conv.1.1.running_mean", 0.05f, "--fan-in-init"},
         AlignCase{"densenet121", 32, "features.denseblock1.denselayer2.norm2.running_mean", 0.05f},
-        AlignCase{"resnet20", 28, "layer1.1.bn1.running_mean", 0.05f}),
+        AlignCase{"resnet20", 28, "layer1.1.bn1.running_mean", 0.05f},
+        // resnet18 has its own suite (tests/align/resnet_align_test.cpp); the deeper ResNets here.
+        AlignCase{"resnet34", 64, "layer1.0.bn1.running_mean", 0.05f},
+        AlignCase{"resnet50", 64, "layer1.0.bn1.running_mean", 0.05f},
+        // Random BN statistics through 33/50 residual adds grow logits to 1e4/1e7; damp them.
+        AlignCase{"resnet101", 64, "bn1.running_mean", 0.05f, "--residual-scale 0.3"},
+        AlignCase{"resnet152", 64, "bn1.running_mean", 0.05f, "--residual-scale 0.3"}),
     [](const auto& info) { return std::string(info.param.model); });
 
 }  // namespace
