@@ -216,3 +216,41 @@ TEST(CliZoo, ShowEveryModelAndReadItBack) {
 }
 
 }  // namespace
+
+namespace {
+
+class CliWeights : public Cli {};
+
+// constant-fold adds a tensor to the store; --save-weights carries it, and the optimized graph
+// run on the saved weights gives the original graph's output.
+TEST_F(CliWeights, SaveWeightsCarriesFoldedTensors) {
+  write("fold.kir",
+        "graph @fold {\n"
+        "  input %x : f32[N,32]{nc}\n"
+        "  const %a : f32[32]{x}\n"
+        "  const %b : f32[32]{x}\n"
+        "  %0 = add(%a, %b) : f32[32]{x}\n"
+        "  %1 = mul(%x, %0) : f32[N,32]{nc}\n"
+        "  output %1\n"
+        "}\n");
+  const std::string common = " --random-weights --seed 7";
+  Result opt = kiln("opt " + path("fold.kir") + " -O2" + common + " --save-weights " + path("w.npz") +
+                    " -o " + path("opt.kir"));
+  ASSERT_EQ(opt.exitCode, 0) << opt.err;
+  std::ifstream in(path("opt.kir"));
+  const std::string optimized(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(optimized.find("add("), std::string::npos) << optimized;
+  EXPECT_NE(optimized.find("const %a.folded : f32[32]{x}"), std::string::npos) << optimized;
+
+  ASSERT_EQ(kiln("run " + path("fold.kir") + common + " --random --batch 2 -o " + path("y0.npy")).exitCode, 0);
+  Result r = kiln("run " + path("opt.kir") + " --weights " + path("w.npz") + " --random --seed 7 --batch 2 -o " +
+                  path("y1.npy"));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_EQ(slurp(path("y0.npy")), slurp(path("y1.npy")));  // same math, bit for bit
+}
+
+}  // namespace
