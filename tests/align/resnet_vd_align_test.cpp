@@ -8,42 +8,24 @@
 // KILN_ALIGN_RES says, where layers 3 and 4 pool 9x9 and 5x5 maps and only ceil_mode pooling
 // keeps the shortcut as large as the 3x3/s2 branch. Skips when /usr/bin/python3 lacks torch.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <ostream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "backends/reference/reference.h"
 #include "ir/module.h"
 #include "models/registry.h"
-#include "runtime/npy.h"
-#include "tests/tolerance.h"
+#include "tests/align/align_util.h"
 
 namespace kiln {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::alignResolution;
 
 constexpr int64_t kBatch = 2;
-
-int64_t alignResolution() {
-  const char* env = std::getenv("KILN_ALIGN_RES");
-  if (!env || !*env) return 64;
-  char* end = nullptr;
-  const long v = std::strtol(env, &end, 10);
-  KILN_ASSERT(*end == '\0' && v >= 32 && v <= 1024,
-              "KILN_ALIGN_RES must be an integer in [32, 1024]");
-  return v;
-}
 
 struct AlignCase {
   std::string model;
@@ -64,62 +46,26 @@ const std::vector<AlignCase> kCases{
     {"se_resnet50_vd"}, {"resnet50_vc"},    {"resnet18_vd", 72},
 };
 
-std::pair<int, std::string> runCommand(const std::string& cmd) {
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  return {::pclose(pipe), out};
-}
-
-/// What torch_resnet_vd.py wrote for one case.
-struct Reference {
-  ir::WeightStore weights;
-  ir::Tensor x, y;
-  std::string summary;  // the script's "max|y| … f32_vs_f64 …"
-};
-
 class ResNetVdAlign : public ::testing::TestWithParam<AlignCase> {
  protected:
   static void SetUpTestSuite() {
     refs_.emplace();
-    const std::string py = KILN_PYTHON;
-    if (runCommand(py + " -c 'import torch, numpy'").first != 0) {
-      skip_ = py + " cannot import torch and numpy; no PyTorch reference";
-      return;
-    }
+    skip_ = testing::missingPythonModules({"torch", "numpy"});
+    if (!skip_.empty()) return;
     // One python run for every case that will run (ctest runs one test per process):
     // importing torch is the slow part.
     const std::vector<AlignCase> cases = casesToRun();
     if (cases.empty()) return;
-    dir_ = fs::temp_directory_path() / fmt::format("kiln_align_resnet_vd_{}", ::getpid());
-    std::string cmd = fmt::format(
-        "{} {}/tests/align/torch_resnet_vd.py --seed 0 --batch {} --resolution {} --out {} "
-        "--model",
-        py, KILN_SOURCE_DIR, kBatch, alignResolution(), dir_.string());
-    for (const AlignCase& c : cases) cmd += fmt::format(" {}:{}", c.model, c.res());
-    auto [rc, out] = runCommand(cmd);
-    ASSERT_EQ(rc, 0) << cmd << "\n" << out;
-    std::istringstream lines(out);
-    for (std::string line; std::getline(lines, line);) {
-      const size_t space = line.find(' ');
-      if (space != std::string::npos)
-        (*refs_)[line.substr(0, space)].summary = line.substr(space + 1);
-    }
+    dir_.emplace("resnet_vd");
+    std::vector<std::string> args, keys;
     for (const AlignCase& c : cases) {
-      Reference& r = (*refs_)[c.key()];
-      const fs::path d = dir_ / c.key();
-      auto weights = runtime::readNpz((d / "weights.npz").string());
-      ASSERT_TRUE(weights.isOk()) << weights.message();
-      r.weights = std::move(weights).value();
-      auto x = runtime::readNpy((d / "x.npy").string());
-      ASSERT_TRUE(x.isOk()) << x.message();
-      r.x = std::move(x).value();
-      auto y = runtime::readNpy((d / "y.npy").string());
-      ASSERT_TRUE(y.isOk()) << y.message();
-      r.y = std::move(y).value();
+      args.push_back(fmt::format("{}:{}", c.model, c.res()));
+      keys.push_back(c.key());
     }
+    auto refs = testing::runReferenceScript("torch_resnet_vd.py", kBatch, alignResolution(),
+                                            dir_->path(), args, keys);
+    ASSERT_TRUE(refs.isOk()) << refs.message();
+    refs_ = std::move(refs).value();
   }
 
   /// The cases of the tests the filter selects in this suite (gtest prints a case's
@@ -138,82 +84,35 @@ class ResNetVdAlign : public ::testing::TestWithParam<AlignCase> {
   }
 
   static void TearDownTestSuite() {
-    if (!dir_.empty()) fs::remove_all(dir_);
     refs_.reset();
+    dir_.reset();
   }
 
   void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(refs_.has_value());
-    ASSERT_TRUE(refs_->count(GetParam().key())) << "the PyTorch reference was not produced";
-    ASSERT_FALSE(ref().y.empty()) << "the PyTorch reference was not produced";
+    testing::requireReference(skip_, refs_, GetParam().key());
   }
 
-  const Reference& ref() const { return refs_->at(GetParam().key()); }
+  const testing::Reference& ref() const { return refs_->at(GetParam().key()); }
 
   /// The registry model at the case's size with the reference weights bound.
   Expected<ir::Module> buildWithWeights() const {
     models::ModelConfig config;
     config.batch = kBatch;
     config.resolution = GetParam().res();
-    KILN_ASSIGN_OR_RETURN(ir::Module module, models::buildModel(GetParam().model, config));
-    module.weights = ref().weights;
-    return module;
+    return testing::buildWithWeights(GetParam().model, config, ref());
   }
 
-  ir::Tensor runReference(const ir::Module& module) const {
-    Expected<std::vector<ir::Tensor>> out =
-        backends::reference::run(module, std::span<const ir::Tensor>(&ref().x, 1));
-    KILN_ASSERT(out.isOk(), "reference run failed");
-    KILN_ASSERT(out->size() == 1 && (*out)[0].shape() == ref().y.shape());
-    return (*out)[0];
-  }
-
-  /// max |got - y| over all logits, and max |y|.
-  std::pair<double, double> compare(const ir::Tensor& got) const {
-    double maxDiff = 0, maxRef = 0;
-    for (int64_t i = 0; i < ref().y.numElements(); ++i) {
-      maxRef = std::max(maxRef, std::abs(ref().y.at(i)));
-      maxDiff = std::max(maxDiff, std::abs(got.at(i) - ref().y.at(i)));
-    }
-    return {maxDiff, maxRef};
-  }
-
-  static inline std::optional<std::map<std::string, Reference>> refs_;
+  static inline std::optional<std::map<std::string, testing::Reference>> refs_;
   static inline std::string skip_;
-  static inline fs::path dir_;
+  static inline std::optional<testing::TempDir> dir_;
 };
 
 TEST_P(ResNetVdAlign, MatchesThePyTorchReference) {
   Expected<ir::Module> module = buildWithWeights();
   ASSERT_TRUE(module.isOk()) << module.message();
-  // Like PyTorch's strict load_state_dict: every name and shape matches, nothing left over.
-  Status binding = ir::checkWeightBinding(module->graph, module->weights, /*strict=*/true);
-  ASSERT_TRUE(binding.isOk()) << binding.message();
-  const int64_t res = GetParam().res();
-  ASSERT_EQ(ref().x.shape(), (ir::Shape{kBatch, 3, res, res}));
-  ASSERT_EQ(ref().y.shape(), (ir::Shape{kBatch, 1000}));
-
-  Expected<std::vector<ir::Tensor>> out =
-      backends::reference::run(*module, std::span<const ir::Tensor>(&ref().x, 1));
-  ASSERT_TRUE(out.isOk()) << out.message();
-  ASSERT_EQ(out->size(), 1u);
-  const ir::Tensor& logits = (*out)[0];
-  ASSERT_EQ(logits.shape(), ref().y.shape());
-
-  auto [maxDiff, maxRef] = compare(logits);
-  const double tol = testing::modelTolerance(maxRef);
-  RecordProperty("resolution", static_cast<int>(res));
-  RecordProperty("max_abs_diff", fmt::format("{:.3g}", maxDiff));
-  RecordProperty("max_abs_ref", fmt::format("{:.6g}", maxRef));
-  std::fprintf(stderr,
-               "%s @%lldx%lld batch %lld: max|kiln - torch| = %.3g, max|torch| = %.4g, "
-               "tolerance %.3g (torch: %s)\n",
-               GetParam().model.c_str(), static_cast<long long>(res), static_cast<long long>(res),
-               static_cast<long long>(kBatch), maxDiff, maxRef, tol, ref().summary.c_str());
-  // A reference that is all zeros would make the comparison vacuous.
-  EXPECT_GT(maxRef, 0.1);
-  EXPECT_LE(maxDiff, tol) << "max|y| = " << maxRef;
+  ASSERT_NO_FATAL_FAILURE(testing::expectMatchesReference(
+      *module, ref(),
+      {.name = GetParam().model, .batch = kBatch, .resolution = GetParam().res()}));
 }
 
 TEST_P(ResNetVdAlign, WrongStemStatisticIsDetected) {
@@ -223,12 +122,9 @@ TEST_P(ResNetVdAlign, WrongStemStatisticIsDetected) {
   ASSERT_TRUE(module.isOk()) << module.message();
   const std::string key = "conv1.1.running_mean";
   ASSERT_NE(module->weights.find(key), nullptr) << key;
-  ir::Tensor mean = module->weights.find(key)->clone();
-  for (float& v : mean.span<float>()) v += 0.05f;
-  module->weights.set(key, mean);
-  auto [maxDiff, maxRef] = compare(runReference(*module));
+  testing::shiftWeight(module->weights, key, 0.05f);
   // Seen at 64x64: 230-330x the tolerance (resnet18_vd 0.78 vs 0.0032).
-  EXPECT_GT(maxDiff, 10 * testing::modelTolerance(maxRef)) << "max|y| = " << maxRef;
+  testing::expectDetected(*module, ref(), 10);
 }
 
 TEST_P(ResNetVdAlign, SubsamplingShortcutIsDetected) {
@@ -250,9 +146,8 @@ TEST_P(ResNetVdAlign, SubsamplingShortcutIsDetected) {
     return;
   }
   ASSERT_EQ(pools, 3);
-  auto [maxDiff, maxRef] = compare(runReference(*module));
   // Seen at 64x64: 1400-2500x the tolerance (resnet50_vd 98 vs 0.068).
-  EXPECT_GT(maxDiff, 10 * testing::modelTolerance(maxRef)) << "max|y| = " << maxRef;
+  testing::expectDetected(*module, ref(), 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Torch, ResNetVdAlign, ::testing::ValuesIn(kCases), [](const auto& info) {

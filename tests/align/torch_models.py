@@ -26,14 +26,12 @@ Run with the python that has torch (/usr/bin/python3).
 """
 
 import argparse
-import os
 import sys
 
-import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-import torch2npz  # noqa: E402
+import align_common
+from align_common import torch2npz
 
 
 class CifarBasicBlock(torch.nn.Module):
@@ -125,15 +123,6 @@ def scale_residual_branches(model, scale):
                 m.bn2.weight.mul_(scale)
 
 
-def print_keys(names, in_channels):
-    for name in names:
-        m = build_model(name, 0, in_channels)
-        params = {k for k, _ in m.named_parameters()}
-        for k, v in m.state_dict().items():
-            if not k.endswith("num_batches_tracked"):
-                print(name, "P" if k in params else "B", k, "[" + ",".join(map(str, v.shape)) + "]")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="torchvision model name, e.g. resnet18, or resnet20")
@@ -149,30 +138,21 @@ def main():
                    help="scale the last BN of each ResNet block (keeps deep ResNets' logits O(10))")
     args = p.parse_args()
     if args.keys:
-        print_keys(args.keys, args.in_channels)
+        for name in args.keys:
+            align_common.print_keys(name, build_model(name, 0, args.in_channels))
         return 0
     if not args.model or not args.out:
         p.error("--model and --out are required (unless --keys)")
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    align_common.set_threads()
     model = build_model(args.model, args.seed, args.in_channels)
     if args.fan_in_init:
         fan_in_init(model, args.seed + 3)
     if args.residual_scale is not None:
         scale_residual_branches(model, args.residual_scale)
-    os.makedirs(args.out, exist_ok=True)
-    torch2npz.save_npz(model.state_dict(), os.path.join(args.out, "weights.npz"))
-
-    g = torch.Generator().manual_seed(args.seed + 2)
-    x = torch.randn(args.batch, input_channels(args.model, args.in_channels), args.resolution,
-                    args.resolution, generator=g)
-    with torch.no_grad():
-        y32 = model(x)
-        y64 = model.double()(x.double())
-    np.save(os.path.join(args.out, "x.npy"), x.numpy())
-    np.save(os.path.join(args.out, "y.npy"), y64.numpy())
-    print(f"max|y| {y64.abs().max().item():.6g} "
-          f"f32_vs_f64 {(y32.double() - y64).abs().max().item():.3g}")
+    print(align_common.export_reference(model, args.out, args.seed, args.batch,
+                                        input_channels(args.model, args.in_channels),
+                                        args.resolution))
     return 0
 
 

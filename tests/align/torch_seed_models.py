@@ -34,18 +34,15 @@ MobileNeXt (seed 003, PaddleClas MobileNeXt): `_make_divisible` and `conv_3x3_bn
 Run with the python that has torch (/usr/bin/python3).
 """
 
-import argparse
 import math
-import os
 import sys
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-import torch2npz  # noqa: E402
+import align_common
+from align_common import torch2npz
 
 
 # ---- PeleeNet (seed 000) ------------------------------------------------------------------
@@ -279,75 +276,8 @@ def build(name, seed, randomize_bn=False):
     return model.eval()
 
 
-def count_macs(model, resolution):
-    """Conv + linear multiply-accumulates for one image, from forward hooks."""
-    macs = [0]
-
-    def conv_hook(m, _, out):
-        k = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
-        macs[0] += out.numel() * k
-
-    def linear_hook(m, _, out):
-        macs[0] += out.numel() * m.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-    with torch.no_grad():
-        model(torch.zeros(1, 3, resolution, resolution))
-    for h in hooks:
-        h.remove()
-    return macs[0]
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", nargs="+", help="any of: " + ", ".join(MODELS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--keys", nargs="+", metavar="MODEL", help="print state_dict keys and shapes")
-    p.add_argument("--count", nargs="+", metavar="MODEL", help="print params and MACs at 224")
-    args = p.parse_args()
-
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    if args.keys:
-        for name in args.keys:
-            model = build(name, args.seed)
-            params = {k for k, _ in model.named_parameters()}
-            for k, v in model.state_dict().items():
-                if not k.endswith("num_batches_tracked"):
-                    print(name, "P" if k in params else "B", k,
-                          "[" + ",".join(map(str, v.shape)) + "]")
-        return 0
-    if args.count:
-        for name in args.count:
-            model = build(name, args.seed)
-            params = sum(v.numel() for v in model.parameters())
-            print(name, "params", params, "macs", count_macs(model, 224))
-        return 0
-    if not args.model or not args.out:
-        p.error("give --model and --out (or --keys / --count)")
-
-    for name in args.model:
-        model = build(name, args.seed, randomize_bn=True)
-        out = os.path.join(args.out, name)
-        os.makedirs(out, exist_ok=True)
-        torch2npz.save_npz(model.state_dict(), os.path.join(out, "weights.npz"))
-        g = torch.Generator().manual_seed(args.seed + 2)
-        x = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=g)
-        with torch.no_grad():
-            y32 = model(x)
-            y64 = model.double()(x.double())
-        np.save(os.path.join(out, "x.npy"), x.numpy())
-        np.save(os.path.join(out, "y.npy"), y64.numpy())
-        print(f"{name} max|y| {y64.abs().max().item():.6g} "
-              f"f32_vs_f64 {(y32.double() - y64).abs().max().item():.3g}")
-    return 0
+    return align_common.multi_model_main(__doc__, MODELS, build, build)
 
 
 if __name__ == "__main__":

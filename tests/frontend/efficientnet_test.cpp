@@ -2,11 +2,8 @@
 // parameter names == torchvision's state_dict keys.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <cstdio>
 #include <map>
 #include <ostream>
-#include <sstream>
 #include <string>
 
 #include "frontend/builder.h"
@@ -15,27 +12,14 @@
 #include "models/blocks.h"
 #include "models/families.h"
 #include "models/registry.h"
+#include "tests/frontend/frontend_test_util.h"
 
 namespace kiln::models {
 namespace {
 
-ir::Module build(std::string_view name, const ModelConfig& config) {
-  Expected<ir::Module> m = buildModel(name, config);
-  KILN_ASSERT(m.isOk(), "model failed to build");
-  return std::move(m).value();
-}
-
-/// Rounds to 3 significant digits (385814752 -> 3.86e8).
-double sig3(double v) {
-  const double scale = std::pow(10.0, std::floor(std::log10(v)) - 2);
-  return std::round(v / scale) * scale;
-}
-
-int countNodes(const ir::Graph& g, ir::OpKind kind) {
-  int n = 0;
-  for (const auto& node : g.nodes()) n += node->kind() == kind;
-  return n;
-}
+using testing::build;
+using testing::countOps;
+using testing::sig3;
 
 /// torchvision 0.14 figures. Params: sum of parameters().numel(). MACs: counted in PyTorch
 /// with forward hooks on every Conv2d / Linear (output elements x weight elements per output
@@ -67,8 +51,8 @@ TEST_P(EfficientNetFigures, ParamsAndMacsMatchTorchvision) {
   EXPECT_EQ(m.graph.outputs()[0]->type().str(), "f32[N,1000]{nc}");
   EXPECT_EQ(ir::countParams(m.graph), e.params);
   EXPECT_EQ(ir::graphCost(m.graph).macs, e.macs);
-  EXPECT_EQ(countNodes(m.graph, ir::OpKind::ChannelScale), e.blocks);  // one SE per block
-  EXPECT_EQ(countNodes(m.graph, ir::OpKind::Add), e.blocks - 7);       // all but each stage's first
+  EXPECT_EQ(countOps(m.graph, ir::OpKind::ChannelScale), e.blocks);  // one SE per block
+  EXPECT_EQ(countOps(m.graph, ir::OpKind::Add), e.blocks - 7);       // all but each stage's first
   // The registry row's published figures (B2: the paper's 1.0 G at 260, two digits).
   EXPECT_EQ(ir::countParams(m.graph), info->published.params);
   EXPECT_NEAR(static_cast<double>(ir::graphCost(m.graph).macs) / 1e9, info->published.gmacs,
@@ -139,10 +123,7 @@ const ir::Node* firstUser(const ir::Graph& g, std::string_view name) {
 TEST(EfficientNet, B0BlockStructure) {
   ir::Module m = build("efficientnet_b0", {.batch = 1});
   const ir::Graph& g = m.graph;
-  auto type = [&](std::string_view name) {
-    const ir::Value* v = g.findValue(name);
-    return v ? v->type().str() : std::string("<missing>");
-  };
+  auto type = [&](std::string_view name) { return testing::typeOf(g, name); };
   // Stem: 3x3 stride 2, SiLU.
   EXPECT_EQ(type("features.0.0.weight"), "f32[32,3,3,3]{oihw}");
   const ir::Node* stem = firstUser(g, "features.0.0.weight");
@@ -189,8 +170,8 @@ TEST(EfficientNet, B0BlockStructure) {
   }
   EXPECT_EQ(dropouts, 1);
   // 16 blocks: 16 SE, 3 SiLU each (2 for expand-1 blocks) + stem + head.
-  EXPECT_EQ(countNodes(g, ir::OpKind::Swish), 15 * 3 + 2 + 2);
-  EXPECT_EQ(countNodes(g, ir::OpKind::Sigmoid), 16);
+  EXPECT_EQ(countOps(g, ir::OpKind::Swish), 15 * 3 + 2 + 2);
+  EXPECT_EQ(countOps(g, ir::OpKind::Sigmoid), 16);
 }
 
 TEST(EfficientNet, B7ScalesWidthDepthAndEps) {
@@ -241,9 +222,9 @@ TEST(Blocks, SqueezeExcitationNamesAndShapes) {
   EXPECT_EQ(g.findValue("se.fc1.bias")->type().str(), "f32[4]{x}");
   EXPECT_EQ(g.findValue("se.fc2.weight")->type().str(), "f32[16,4,1,1]{oihw}");
   EXPECT_EQ(g.findValue("se.fc2.bias")->type().str(), "f32[16]{x}");
-  EXPECT_EQ(countNodes(g, ir::OpKind::GlobalAvgPool), 1);
-  EXPECT_EQ(countNodes(g, ir::OpKind::Swish), 1);
-  EXPECT_EQ(countNodes(g, ir::OpKind::Sigmoid), 1);
+  EXPECT_EQ(countOps(g, ir::OpKind::GlobalAvgPool), 1);
+  EXPECT_EQ(countOps(g, ir::OpKind::Swish), 1);
+  EXPECT_EQ(countOps(g, ir::OpKind::Sigmoid), 1);
   EXPECT_EQ(g.outputs()[0]->producer()->kind(), ir::OpKind::ChannelScale);
   EXPECT_EQ(g.outputs()[0]->type().str(), "f32[2,16,5,5]{nchw}");
 
@@ -259,29 +240,13 @@ TEST(Blocks, SqueezeExcitationNamesAndShapes) {
 
 // ---- names and shapes vs torchvision ------------------------------------------------
 
-/// kind ('P' param, 'B' buffer) and shape of each state_dict key.
-using Keys = std::map<std::string, std::pair<char, std::string>>;
-
-/// torch_models.py --keys for B0-B7, run once; empty when torch is missing.
-const std::map<std::string, Keys>& torchvisionKeys() {
-  static const std::map<std::string, Keys> keys = [] {
-    std::map<std::string, Keys> k;
-    const std::string py = KILN_PYTHON;
-    if (std::system((py + " -c 'import torch, torchvision' >/dev/null 2>&1").c_str()) != 0)
-      return k;
-    std::string cmd = fmt::format("{} {}/tests/align/torch_models.py --keys", py, KILN_SOURCE_DIR);
+/// torch_models.py --keys for B0-B7, run once.
+const testing::StateDictKeys& torchvisionKeys() {
+  static const testing::StateDictKeys keys = [] {
+    std::string args = fmt::format("{}/tests/align/torch_models.py --keys", KILN_SOURCE_DIR);
     for (const EfficientNetScaling& s : kEfficientNetScaling)
-      fmt::format_to(std::back_inserter(cmd), " {}", s.name);
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-    const int rc = pipe ? ::pclose(pipe) : -1;
-    KILN_ASSERT(rc == 0, "torch_models.py --keys failed");
-    std::istringstream lines(out);
-    std::string model, kind, key, shape;
-    while (lines >> model >> kind >> key >> shape) k[model][key] = {kind[0], shape};
-    return k;
+      fmt::format_to(std::back_inserter(args), " {}", s.name);
+    return testing::readStateDictKeys({"torch", "torchvision"}, args);
   }();
   return keys;
 }
@@ -289,24 +254,8 @@ const std::map<std::string, Keys>& torchvisionKeys() {
 class EfficientNetNames : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EfficientNetNames, EqualTorchvisionStateDictKeys) {
-  if (torchvisionKeys().empty())
-    GTEST_SKIP() << KILN_PYTHON << " cannot import torch and torchvision";
-  const Keys& want = torchvisionKeys().at(GetParam());
-  ASSERT_GT(want.size(), 200u);
-  ir::Module m = build(GetParam(), {.resolution = 64});
-  Keys got;
-  for (const ir::Value* v : m.graph.weights())
-    got[v->name()] = {v->kind() == ir::ValueKind::Param ? 'P' : 'B', v->type().shape.str()};
-  for (const auto& [key, kindShape] : want) {
-    auto it = got.find(key);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing torchvision key " << key;
-      continue;
-    }
-    EXPECT_EQ(it->second, kindShape) << key;
-  }
-  for (const auto& [key, kindShape] : got)
-    EXPECT_TRUE(want.count(key)) << "kiln declares " << key << ", torchvision has no such key";
+  testing::expectReferenceKeys(torchvisionKeys(), GetParam(), 200,
+                               build(GetParam(), {.resolution = 64}), "torchvision");
 }
 
 INSTANTIATE_TEST_SUITE_P(Torchvision, EfficientNetNames,

@@ -2,40 +2,24 @@
 // PyTorch reference modules (tests/align/torch_seed_models.py --count) compute, structure, and
 // parameter names == the reference state_dict keys.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <map>
-#include <sstream>
 
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "models/registry.h"
+#include "tests/frontend/frontend_test_util.h"
 
 namespace kiln::models {
 namespace {
 
-ir::Module build(std::string_view name, ModelConfig config = {}) {
-  Expected<ir::Module> m = buildModel(name, config);
-  KILN_ASSERT(m.isOk(), "model failed to build");
-  return std::move(m).value();
-}
-
-int64_t countOps(const ir::Graph& g, ir::OpKind kind) {
-  int64_t n = 0;
-  for (const auto& node : g.nodes()) n += node->kind() == kind;
-  return n;
-}
+using testing::build;
+using testing::countOps;
+using testing::Expected224;
 
 /// Params (1000 classes) and MACs at 224 of the PyTorch reference modules, as printed by
 /// `/usr/bin/python3 tests/align/torch_seed_models.py --count <model>` (forward hooks on
 /// every Conv2d and Linear: out elements x in-channels-per-group x kh x kw).
-struct Expected224 {
-  std::string_view name;
-  int64_t params;
-  int64_t macs;
-};
 constexpr Expected224 kTorchCounts[] = {
     {"peleenet", 2'802'248, 507'757'568},       {"mobilenext_035", 1'913'976, 75'141'032},
     {"mobilenext_050", 2'152'304, 103'256'448}, {"mobilenext_075", 2'766'168, 207'926'720},
@@ -46,17 +30,7 @@ class SeedModelCounts : public ::testing::TestWithParam<Expected224> {};
 
 TEST_P(SeedModelCounts, ParamsAndMacsEqualThePyTorchReference) {
   const Expected224& want = GetParam();
-  // Parameters do not depend on the resolution: count them on a small graph.
-  ir::Module small = build(want.name, {.batch = 1, .resolution = 64});
-  EXPECT_EQ(ir::countParams(small.graph), want.params);
-  ir::Module full = build(want.name);
-  EXPECT_EQ(ir::countParams(full.graph), want.params);
-  EXPECT_EQ(ir::graphCost(full.graph).macs, want.macs);
-  EXPECT_TRUE(ir::verify(full.graph).isOk());
-  EXPECT_EQ(full.graph.name(), want.name);
-  EXPECT_EQ(full.graph.inputs()[0]->type().str(), "f32[N,3,224,224]{nchw}");
-  EXPECT_EQ(full.graph.outputs()[0]->name(), "logits");
-  EXPECT_EQ(full.graph.outputs()[0]->type().str(), "f32[N,1000]{nc}");
+  testing::expectCountsEqual(want);
   // The registry's exact figure is the same reference count.
   const ModelInfo* info = findModel(want.name);
   ASSERT_NE(info, nullptr);
@@ -82,10 +56,7 @@ TEST(PeleeNet, Structure) {
   EXPECT_EQ(countOps(g, ir::OpKind::AvgPool2d), 3);  // no pool after the last transition
   EXPECT_EQ(countOps(g, ir::OpKind::Conv2d), 4 + 21 * 5 + 4);
   EXPECT_EQ(countOps(g, ir::OpKind::Conv2d), countOps(g, ir::OpKind::BatchNorm));
-  auto type = [&](const char* name) {
-    const ir::Value* v = g.findValue(name);
-    return v ? v->type().str() : std::string("missing");
-  };
+  auto type = [&](std::string_view name) { return testing::typeOf(g, name); };
   EXPECT_EQ(type("features.stemblock.stem1.conv.weight"), "f32[32,3,3,3]{oihw}");
   EXPECT_EQ(type("features.stemblock.stem3.conv.weight"), "f32[32,64,1,1]{oihw}");
   // Bottleneck 16 * width / 4 * 4, capped at half the input: 16 in stage 1 ...
@@ -128,10 +99,7 @@ TEST(MobileNeXt, Structure) {
   // ReLU6: the stem, two in each 10-child block (t=2, keep_3x3 and identity blocks: 15), one
   // in each first block of stages 3-7.
   EXPECT_EQ(countOps(g, ir::OpKind::Relu6), 1 + 2 * 15 + 5);
-  auto type = [&](const char* name) {
-    const ir::Value* v = g.findValue(name);
-    return v ? v->type().str() : std::string("missing");
-  };
+  auto type = [&](std::string_view name) { return testing::typeOf(g, name); };
   EXPECT_EQ(type("features.0.0.weight"), "f32[32,3,3,3]{oihw}");
   // Block 1 (t=2): dw 32, pw 32->16, pw 16->96, dw 96 stride 2.
   EXPECT_EQ(type("features.1.conv.0.weight"), "f32[32,1,3,3]{oihw}");
@@ -169,64 +137,17 @@ TEST(SeedModels, NodesPointIntoTheModelFiles) {
 
 // ---- names and shapes vs the PyTorch reference ------------------------------------
 
-/// kind ('P' param, 'B' buffer) and shape of each state_dict key, per model.
-using Keys = std::map<std::string, std::pair<char, std::string>>;
-
-struct TorchKeys {
-  bool available = false;
-  std::string why;  // when not available
-  std::map<std::string, Keys> models;
-};
-
-const TorchKeys& referenceKeys() {
-  static const TorchKeys keys = [] {
-    TorchKeys k;
-    const std::string py = KILN_PYTHON;
-    if (std::system((py + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) != 0) {
-      k.why = py + " cannot import torch and numpy";
-      return k;
-    }
-    std::string cmd = py + " " KILN_SOURCE_DIR "/tests/align/torch_seed_models.py --keys";
-    for (const Expected224& m : kTorchCounts) {
-      cmd += ' ';
-      cmd += m.name;
-    }
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-    const int rc = pipe ? ::pclose(pipe) : -1;
-    KILN_ASSERT(rc == 0, "torch_seed_models.py --keys failed");
-    std::istringstream lines(out);
-    std::string model, kind, key, shape;
-    while (lines >> model >> kind >> key >> shape) k.models[model][key] = {kind[0], shape};
-    k.available = true;
-    return k;
-  }();
+const testing::StateDictKeys& referenceKeys() {
+  static const testing::StateDictKeys keys =
+      testing::referenceScriptKeys("torch_seed_models.py", kTorchCounts);
   return keys;
 }
 
 class SeedModelNames : public ::testing::TestWithParam<Expected224> {};
 
 TEST_P(SeedModelNames, EqualTheReferenceStateDictKeys) {
-  const TorchKeys& ref = referenceKeys();
-  if (!ref.available) GTEST_SKIP() << "skipped: " << ref.why;
-  const Keys& want = ref.models.at(std::string(GetParam().name));
-  ASSERT_GT(want.size(), 100u);
-  ir::Module m = build(GetParam().name, {.resolution = 64});
-  Keys got;
-  for (const ir::Value* v : m.graph.weights())
-    got[v->name()] = {v->kind() == ir::ValueKind::Param ? 'P' : 'B', v->type().shape.str()};
-  for (const auto& [key, kindShape] : want) {
-    auto it = got.find(key);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing reference key " << key;
-      continue;
-    }
-    EXPECT_EQ(it->second, kindShape) << key;
-  }
-  for (const auto& [key, kindShape] : got)
-    EXPECT_TRUE(want.count(key)) << "kiln declares " << key << ", the reference has no such key";
+  testing::expectReferenceKeys(referenceKeys(), std::string(GetParam().name), 100,
+                               build(GetParam().name, {.resolution = 64}), "the reference");
 }
 
 INSTANTIATE_TEST_SUITE_P(Torch, SeedModelNames, ::testing::ValuesIn(kTorchCounts),

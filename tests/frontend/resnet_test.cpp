@@ -2,31 +2,19 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <sstream>
 
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "models/registry.h"
+#include "tests/frontend/frontend_test_util.h"
 
 namespace kiln::models {
 namespace {
 
-ir::Module build(std::string_view name, ModelConfig config = {}) {
-  Expected<ir::Module> m = buildModel(name, config);
-  KILN_ASSERT(m.isOk(), "model failed to build");
-  return std::move(m).value();
-}
-
-/// Rounds to 3 significant digits (1814073344 -> 1.81e9).
-double sig3(double v) {
-  const double scale = std::pow(10.0, std::floor(std::log10(v)) - 2);
-  return std::round(v / scale) * scale;
-}
+using testing::build;
+using testing::sig3;
 
 TEST(ResNet, Resnet18ParamsAndMacs) {
   ir::Module m = build("resnet18");
@@ -89,23 +77,8 @@ TEST(ResNet, BadConfigsAreErrors) {
 
 // ---- names and shapes vs torchvision ---------------------------------------------
 
-/// kind ('P' param, 'B' buffer) and shape of each state_dict key, per model.
-using Keys = std::map<std::string, std::pair<char, std::string>>;
-
-struct TorchKeys {
-  bool available = false;
-  std::string why;  // when not available
-  std::map<std::string, Keys> models;
-};
-
-const TorchKeys& torchvisionKeys() {
-  static const TorchKeys keys = [] {
-    TorchKeys k;
-    const std::string py = KILN_PYTHON;
-    if (std::system((py + " -c 'import torch, torchvision' >/dev/null 2>&1").c_str()) != 0) {
-      k.why = py + " cannot import torch and torchvision";
-      return k;
-    }
+const testing::StateDictKeys& torchvisionKeys() {
+  static const testing::StateDictKeys keys = [] {
     const auto script =
         std::filesystem::temp_directory_path() / fmt::format("kiln_tv_keys_{}.py", ::getpid());
     std::ofstream(script) << R"(
@@ -118,19 +91,10 @@ for name in sys.argv[1:]:
             continue
         print(name, 'P' if k in params else 'B', k, '[' + ','.join(map(str, v.shape)) + ']')
 )";
-    const std::string cmd =
-        py + " " + script.string() + " resnet18 resnet34 resnet50 resnet101 resnet152";
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-    const int rc = pipe ? ::pclose(pipe) : -1;
+    testing::StateDictKeys k = testing::readStateDictKeys(
+        {"torch", "torchvision"},
+        script.string() + " resnet18 resnet34 resnet50 resnet101 resnet152");
     std::filesystem::remove(script);
-    KILN_ASSERT(rc == 0, "the torchvision key script failed");
-    std::istringstream lines(out);
-    std::string model, kind, key, shape;
-    while (lines >> model >> kind >> key >> shape) k.models[model][key] = {kind[0], shape};
-    k.available = true;
     return k;
   }();
   return keys;
@@ -139,24 +103,8 @@ for name in sys.argv[1:]:
 class ResNetNames : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ResNetNames, EqualTorchvisionStateDictKeys) {
-  const TorchKeys& tv = torchvisionKeys();
-  if (!tv.available) GTEST_SKIP() << "skipped: " << tv.why;
-  const Keys& want = tv.models.at(GetParam());
-  ASSERT_GT(want.size(), 50u);
-  ir::Module m = build(GetParam());
-  Keys got;
-  for (const ir::Value* v : m.graph.weights())
-    got[v->name()] = {v->kind() == ir::ValueKind::Param ? 'P' : 'B', v->type().shape.str()};
-  for (const auto& [key, kindShape] : want) {
-    auto it = got.find(key);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing torchvision key " << key;
-      continue;
-    }
-    EXPECT_EQ(it->second, kindShape) << key;
-  }
-  for (const auto& [key, kindShape] : got)
-    EXPECT_TRUE(want.count(key)) << "kiln declares " << key << ", torchvision has no such key";
+  testing::expectReferenceKeys(torchvisionKeys(), GetParam(), 50, build(GetParam()),
+                               "torchvision");
 }
 
 INSTANTIATE_TEST_SUITE_P(Torchvision, ResNetNames,

@@ -3,32 +3,22 @@
 // table, the deep stem and the avg-pool shortcut in the graph, and parameter names == the
 // reference's state_dict keys (timm's names).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "models/registry.h"
+#include "tests/frontend/frontend_test_util.h"
 
 namespace kiln::models {
 namespace {
 
-ir::Module build(std::string_view name, ModelConfig config = {}) {
-  Expected<ir::Module> m = buildModel(name, config);
-  KILN_ASSERT(m.isOk(), "model failed to build");
-  return std::move(m).value();
-}
-
-int64_t countOps(const ir::Graph& g, ir::OpKind kind) {
-  int64_t n = 0;
-  for (const auto& node : g.nodes()) n += node->kind() == kind;
-  return n;
-}
+using testing::build;
+using testing::countOps;
+using testing::Expected224;
 
 /// Params (1000 classes) and MACs at 224 of the PyTorch reference, as printed by
 /// `/usr/bin/python3 tests/align/torch_resnet_vd.py --count <model>` (forward hooks on every
@@ -42,11 +32,6 @@ int64_t countOps(const ir::Graph& g, ir::OpKind kind) {
 /// The vd shortcut's 1x1 conv runs after the pool at the output size, so it costs what the
 /// strided 1x1 conv did; pooling is not a MAC. SE adds 2 * C * C/16 + C/16 + C params per
 /// block and as many MACs, minus the biases.
-struct Expected224 {
-  std::string_view name;
-  int64_t params;
-  int64_t macs;
-};
 constexpr Expected224 kTorchCounts[] = {
     {"resnet50_vc", 25'576'264, 4'328'824'832},     // resnet50 + 19,232 / + 239,640,576
     {"resnet18_vd", 11'708'744, 2'053'713'920},     // resnet18 (11,689,512; 1,814,073,344) + stem
@@ -64,17 +49,7 @@ class ResNetVdCounts : public ::testing::TestWithParam<Expected224> {};
 
 TEST_P(ResNetVdCounts, ParamsAndMacsEqualThePyTorchReference) {
   const Expected224& want = GetParam();
-  // Parameters do not depend on the resolution: count them on a small graph.
-  ir::Module small = build(want.name, {.batch = 1, .resolution = 64});
-  EXPECT_EQ(ir::countParams(small.graph), want.params);
-  ir::Module full = build(want.name);
-  EXPECT_EQ(ir::countParams(full.graph), want.params);
-  EXPECT_EQ(ir::graphCost(full.graph).macs, want.macs);
-  EXPECT_TRUE(ir::verify(full.graph).isOk());
-  EXPECT_EQ(full.graph.name(), want.name);
-  EXPECT_EQ(full.graph.inputs()[0]->type().str(), "f32[N,3,224,224]{nchw}");
-  EXPECT_EQ(full.graph.outputs()[0]->name(), "logits");
-  EXPECT_EQ(full.graph.outputs()[0]->type().str(), "f32[N,1000]{nc}");
+  testing::expectCountsEqual(want);
 }
 
 INSTANTIATE_TEST_SUITE_P(Torch, ResNetVdCounts, ::testing::ValuesIn(kTorchCounts),
@@ -108,10 +83,7 @@ TEST(ResNetVd, SeedTableFigures) {
 TEST(ResNetVd, DeepStemAndAvgPoolShortcut) {
   ir::Module m = build("resnet50_vd", {.batch = 2, .resolution = 224, .numClasses = 10});
   const ir::Graph& g = m.graph;
-  auto type = [&](const char* name) {
-    const ir::Value* v = g.findValue(name);
-    return v ? v->type().str() : std::string("missing");
-  };
+  auto type = [&](std::string_view name) { return testing::typeOf(g, name); };
   EXPECT_EQ(type("conv1.0.weight"), "f32[32,3,3,3]{oihw}");
   EXPECT_EQ(type("conv1.1.running_var"), "f32[32]{x}");
   EXPECT_EQ(type("conv1.3.weight"), "f32[32,32,3,3]{oihw}");
@@ -176,10 +148,7 @@ TEST(ResNetVd, OddSizesKeepShortcutAndBranchAligned) {
 TEST(ResNetVd, SqueezeExcitationOnTheBranch) {
   ir::Module m = build("se_resnet50_vd", {.batch = 1, .resolution = 64});
   const ir::Graph& g = m.graph;
-  auto type = [&](const char* name) {
-    const ir::Value* v = g.findValue(name);
-    return v ? v->type().str() : std::string("missing");
-  };
+  auto type = [&](std::string_view name) { return testing::typeOf(g, name); };
   EXPECT_EQ(type("layer1.0.se.fc1.weight"), "f32[16,256,1,1]{oihw}");
   EXPECT_EQ(type("layer1.0.se.fc1.bias"), "f32[16]{x}");
   EXPECT_EQ(type("layer1.0.se.fc2.weight"), "f32[256,16,1,1]{oihw}");
@@ -219,64 +188,17 @@ TEST(ResNetVd, BadConfigsAreErrors) {
 
 // ---- names and shapes vs the PyTorch reference ------------------------------------
 
-/// kind ('P' param, 'B' buffer) and shape of each state_dict key, per model.
-using Keys = std::map<std::string, std::pair<char, std::string>>;
-
-struct TorchKeys {
-  bool available = false;
-  std::string why;  // when not available
-  std::map<std::string, Keys> models;
-};
-
-const TorchKeys& referenceKeys() {
-  static const TorchKeys keys = [] {
-    TorchKeys k;
-    const std::string py = KILN_PYTHON;
-    if (std::system((py + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) != 0) {
-      k.why = py + " cannot import torch and numpy";
-      return k;
-    }
-    std::string cmd = py + " " KILN_SOURCE_DIR "/tests/align/torch_resnet_vd.py --keys";
-    for (const Expected224& m : kTorchCounts) {
-      cmd += ' ';
-      cmd += m.name;
-    }
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-    const int rc = pipe ? ::pclose(pipe) : -1;
-    KILN_ASSERT(rc == 0, "torch_resnet_vd.py --keys failed");
-    std::istringstream lines(out);
-    std::string model, kind, key, shape;
-    while (lines >> model >> kind >> key >> shape) k.models[model][key] = {kind[0], shape};
-    k.available = true;
-    return k;
-  }();
+const testing::StateDictKeys& referenceKeys() {
+  static const testing::StateDictKeys keys =
+      testing::referenceScriptKeys("torch_resnet_vd.py", kTorchCounts);
   return keys;
 }
 
 class ResNetVdNames : public ::testing::TestWithParam<Expected224> {};
 
 TEST_P(ResNetVdNames, EqualTheReferenceStateDictKeys) {
-  const TorchKeys& ref = referenceKeys();
-  if (!ref.available) GTEST_SKIP() << "skipped: " << ref.why;
-  const Keys& want = ref.models.at(std::string(GetParam().name));
-  ASSERT_GT(want.size(), 100u);
-  ir::Module m = build(GetParam().name, {.resolution = 64});
-  Keys got;
-  for (const ir::Value* v : m.graph.weights())
-    got[v->name()] = {v->kind() == ir::ValueKind::Param ? 'P' : 'B', v->type().shape.str()};
-  for (const auto& [key, kindShape] : want) {
-    auto it = got.find(key);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing reference key " << key;
-      continue;
-    }
-    EXPECT_EQ(it->second, kindShape) << key;
-  }
-  for (const auto& [key, kindShape] : got)
-    EXPECT_TRUE(want.count(key)) << "kiln declares " << key << ", the reference has no such key";
+  testing::expectReferenceKeys(referenceKeys(), std::string(GetParam().name), 100,
+                               build(GetParam().name, {.resolution = 64}), "the reference");
 }
 
 INSTANTIATE_TEST_SUITE_P(Torch, ResNetVdNames, ::testing::ValuesIn(kTorchCounts),

@@ -2,11 +2,8 @@
 // MACs, shapes, locations, and parameter names == the PyTorch reference's state_dict keys.
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <ostream>
-#include <sstream>
 #include <string>
 
 #include "frontend/builder.h"
@@ -14,15 +11,12 @@
 #include "ir/verifier.h"
 #include "models/blocks.h"
 #include "models/registry.h"
+#include "tests/frontend/frontend_test_util.h"
 
 namespace kiln::models {
 namespace {
 
-ir::Module build(std::string_view name, const ModelConfig& config) {
-  Expected<ir::Module> m = buildModel(name, config);
-  KILN_ASSERT(m.isOk(), "model failed to build");
-  return std::move(m).value();
-}
+using testing::build;
 
 ir::Module buildDefault(std::string_view name) {
   const ModelInfo* info = findModel(name);
@@ -226,50 +220,21 @@ TEST(Blocks, InvertedResidualRejectsStride3) {
 
 // ---- names and shapes vs PyTorch ---------------------------------------------------
 
-/// kind ('P' param, 'B' buffer) and shape of each state_dict key.
-using Keys = std::map<std::string, std::pair<char, std::string>>;
-
-/// Every key of `want` is declared by the model with that kind and shape, and no other.
-void expectSameKeys(const std::string& name, const Keys& want) {
-  ASSERT_GT(want.size(), 50u);
-  ir::Module m = buildDefault(name);
-  Keys got;
-  for (const ir::Value* v : m.graph.weights())
-    got[v->name()] = {v->kind() == ir::ValueKind::Param ? 'P' : 'B', v->type().shape.str()};
-  for (const auto& [key, kindShape] : want) {
-    auto it = got.find(key);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing PyTorch key " << key;
-      continue;
-    }
-    EXPECT_EQ(it->second, kindShape) << key;
-  }
-  for (const auto& [key, kindShape] : got)
-    EXPECT_TRUE(want.count(key)) << "kiln declares " << key << ", PyTorch has no such key";
-}
-
 // One python run for all models (importing torch costs seconds; ctest runs each test in its
 // own process).
 TEST(Zoo, NamesEqualPyTorchStateDictKeys) {
-  const std::string py = KILN_PYTHON;
-  if (std::system((py + " -c 'import torch, torchvision' >/dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << py << " cannot import torch and torchvision";
-  const std::string cmd = py + " " + KILN_SOURCE_DIR +
-                          "/tests/align/torch_models.py --keys squeezenet1_0 squeezenet1_1 "
-                          "mobilenet_v2 densenet121 resnet20";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (pipe && std::fgets(buf, sizeof buf, pipe)) out += buf;
-  ASSERT_EQ(pipe ? ::pclose(pipe) : -1, 0) << cmd;
-  std::map<std::string, Keys> torchKeys;
-  std::istringstream lines(out);
-  std::string model, kind, key, shape;
-  while (lines >> model >> kind >> key >> shape) torchKeys[model][key] = {kind[0], shape};
-  ASSERT_EQ(torchKeys.size(), 5u) << out;
-  for (const auto& [name, want] : torchKeys) {
+  const std::string args = std::string(KILN_SOURCE_DIR) +
+                           "/tests/align/torch_models.py --keys squeezenet1_0 squeezenet1_1 "
+                           "mobilenet_v2 densenet121 resnet20";
+  const testing::StateDictKeys torch = testing::readStateDictKeys({"torch", "torchvision"}, args);
+  if (!torch.skip.empty()) GTEST_SKIP() << torch.skip;
+  ASSERT_TRUE(torch.error.empty()) << torch.error;
+  ASSERT_EQ(torch.models.size(), 5u);
+  for (const auto& [name, want] : torch.models) {
     SCOPED_TRACE(name);
-    expectSameKeys(name, want);
+    // Every key of `want` is declared by the model with that kind and shape, and no other.
+    ASSERT_GT(want.size(), 50u);
+    testing::expectSameKeys(buildDefault(name), want, "PyTorch");
   }
 }
 
