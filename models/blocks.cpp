@@ -7,6 +7,14 @@
 
 namespace kiln::models {
 
+frontend::Var imageInput(frontend::Builder& b, const ModelConfig& config, std::source_location loc) {
+  return b.input("x",
+                 ir::TensorType{ir::DType::F32,
+                                {config.batch, config.inChannels, config.resolution, config.resolution},
+                                ir::Layout::NCHW},
+                 loc);
+}
+
 using frontend::Builder;
 using frontend::Var;
 

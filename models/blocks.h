@@ -11,8 +11,13 @@
 
 #include "frontend/builder.h"
 #include "frontend/nn.h"
+#include "models/registry.h"
 
 namespace kiln::models {
+
+/// The image input `%x : f32[batch, inChannels, resolution, resolution]{nchw}` of a config.
+frontend::Var imageInput(frontend::Builder& b, const ModelConfig& config,
+                         std::source_location loc = std::source_location::current());
 
 /// torchvision's `_make_divisible` (from the TF MobileNet code): `v` rounded to the nearest
 /// multiple of `divisor`, at least `minValue` (default: `divisor`), and never more than 10%

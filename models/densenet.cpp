@@ -5,6 +5,7 @@
 #include <string>
 
 #include "frontend/nn.h"
+#include "models/blocks.h"
 #include "models/families.h"
 
 namespace kiln::models {
@@ -44,10 +45,7 @@ Expected<ir::Module> buildDenseNet(const DenseNetSpec& spec, const ModelConfig& 
   using namespace frontend;
   KILN_TRY(checkConfig(config, spec.name));
   Builder b{std::string(spec.name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   {
     auto f = b.scope("features");
     x = conv2d(b, "conv0", x, {.out = spec.initFeatures, .kernel = 7, .stride = 2, .padding = 3});

@@ -95,10 +95,7 @@ Expected<ir::Module> buildEfficientNet(const EfficientNetScaling& sc, const Mode
     return static_cast<int64_t>(std::ceil(static_cast<double>(r) * sc.depth));
   };
   Builder b{std::string(sc.name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   {
     auto f = b.scope("features");
     x = convBnAct(

@@ -37,10 +37,7 @@ Expected<ir::Module> buildMobileNetV2Width(std::string_view name, double widthMu
   KILN_TRY(checkConfig(config, name));
   constexpr int64_t kRound = 8;
   Builder b{std::string(name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   int64_t child = 0;
   {
     auto f = b.scope("features");

@@ -102,10 +102,7 @@ Expected<ir::Module> buildMobileNeXt(std::string_view name, double widthMult,
   using namespace frontend;
   KILN_TRY(checkConfig(config, name));
   Builder b{std::string(name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   const int64_t divisor = widthMult == 0.1 ? 4 : 8;
   {
     auto features = b.scope("features");

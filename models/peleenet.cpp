@@ -11,6 +11,7 @@
 #include <string>
 
 #include "frontend/nn.h"
+#include "models/blocks.h"
 #include "models/families.h"
 
 namespace kiln::models {
@@ -81,10 +82,7 @@ Expected<ir::Module> buildPeleeNet(const ModelConfig& config) {
         "resolution that is 0 or 3 mod 4 (e.g. 224)",
         config.resolution, stem1, stem1);
   Builder b{"peleenet"};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   {
     auto features = b.scope("features");
     x = stemBlock(b, x, kInitFeatures);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "frontend/nn.h"
+#include "models/blocks.h"
 #include "models/families.h"
 
 namespace kiln::models {
@@ -64,10 +65,7 @@ Expected<ir::Module> buildResNet(const ResNetSpec& spec, const ModelConfig& conf
   using namespace frontend;
   KILN_TRY(checkConfig(config, spec.name));
   Builder b{std::string(spec.name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   x = conv2d(b, "conv1", x, {.out = 64, .kernel = 7, .stride = 2, .padding = 3});
   x = relu(b, batchNorm2d(b, "bn1", x));
   x = maxPool2d(b, x, {.kernel = 3, .stride = 2, .padding = 1});

@@ -25,10 +25,7 @@ Expected<ir::Module> buildCifarResNet(std::string_view name, int blocksPerStage,
   using namespace frontend;
   KILN_TRY(checkConfig(config, name));
   Builder b{std::string(name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   x = conv2d(b, "conv1", x, {.out = 16, .kernel = 3, .padding = 1});
   x = relu(b, batchNorm2d(b, "bn1", x));
   constexpr std::array<int64_t, 3> kPlanes{16, 32, 64};

@@ -113,10 +113,7 @@ Expected<ir::Module> buildResNetVd(const ResNetVdSpec& spec, const ModelConfig& 
   using namespace frontend;
   KILN_TRY(checkConfig(config, spec.name));
   Builder b{std::string(spec.name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   x = deepStem(b, x);
   x = maxPool2d(b, x, {.kernel = 3, .stride = 2, .padding = 1});
   constexpr std::array<int64_t, 4> kPlanes{64, 128, 256, 512};

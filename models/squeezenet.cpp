@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "frontend/nn.h"
+#include "models/blocks.h"
 #include "models/families.h"
 
 namespace kiln::models {
@@ -36,10 +37,7 @@ Expected<ir::Module> buildSqueezeNet(std::string_view name, const std::vector<La
   using namespace frontend;
   KILN_TRY(checkConfig(config, name));
   Builder b{std::string(name)};
-  Var x = b.input(
-      "x", ir::TensorType{ir::DType::F32,
-                          {config.batch, config.inChannels, config.resolution, config.resolution},
-                          ir::Layout::NCHW});
+  Var x = imageInput(b, config);
   {
     auto f = b.scope("features");
     for (size_t i = 0; i < features.size(); ++i) {
