@@ -120,6 +120,11 @@ size_t layoutRank(Layout l);
 std::optional<Layout> defaultLayout(size_t rank);
 /// Row-major with the logical order (nchw, oihw, nc, oi, x, …): memory order == logical order.
 bool isRowMajor(Layout l);
+/// Same bytes for the same logical tensor: equal layouts, or two row-major ones of a rank
+/// (nchw and oihw, nc and oi differ only in what the dims mean).
+inline bool sameMemoryOrder(Layout a, Layout b) {
+  return a == b || (isRowMajor(a) && isRowMajor(b) && layoutRank(a) == layoutRank(b));
+}
 /// Logical dims outermost first.
 std::span<const int> layoutOrder(Layout l);
 /// Blocked dimension and block size, or {-1, 0}.

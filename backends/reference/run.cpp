@@ -20,10 +20,8 @@ std::string dtypeShape(DType t, const Shape& s) {
   return fmt::format("{}{}", dtypeName(t), s.str());
 }
 
-/// Two row-major layouts (nc / oi, nchw / oihw) describe the same memory; a tensor read from a
-/// file carries the default one of its rank, so only a real difference in memory order is an
-/// error.
-bool sameMemoryOrder(Layout a, Layout b) { return a == b || (isRowMajor(a) && isRowMajor(b)); }
+// A tensor read from a file carries the default layout of its rank, so only a real
+// difference in memory order (ir::sameMemoryOrder) is an error.
 
 /// The tensor with the declared layout (a cheap relabel when only the name differs).
 Tensor withLayout(const Tensor& t, Layout layout) {

@@ -87,8 +87,8 @@ TEST(ParsePipeline, DefaultAndLists) {
   Expected<std::vector<std::string>> d = parsePipeline("default");
   ASSERT_TRUE(d.isOk());
   EXPECT_EQ(*d, defaultPipeline());
-  EXPECT_EQ(*d, (std::vector<std::string>{"infer-shapes", "canonicalize", "constant-fold", "cse",
-                                          "dce"}));
+  EXPECT_EQ(*d, (std::vector<std::string>{"infer-shapes", "canonicalize", "constant-fold",
+                                          "fold-bn", "cse", "dce"}));
   Expected<std::vector<std::string>> l = parsePipeline(" cse , dce,cse");
   ASSERT_TRUE(l.isOk()) << l.message();
   EXPECT_EQ(*l, (std::vector<std::string>{"cse", "dce", "cse"}));
@@ -106,7 +106,7 @@ TEST(ParsePipeline, UnknownNameListsTheKnownPasses) {
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.message(),
             "unknown pass 'fold-everything' (known passes: default, infer-shapes, canonicalize, "
-            "constant-fold, cse, dce)");
+            "constant-fold, fold-bn, cse, dce)");
   Expected<std::vector<std::string>> gap = parsePipeline("cse,,dce");
   ASSERT_FALSE(gap.isOk());
   EXPECT_EQ(gap.message(), "empty pass name in pipeline 'cse,,dce'");
@@ -126,7 +126,7 @@ TEST(PassManager, UnknownPassFailsBeforeTouchingTheModule) {
   ASSERT_FALSE(bad.status.isOk());
   EXPECT_EQ(bad.status.message(),
             "--print-after: unknown pass 'csee' (known passes: infer-shapes, canonicalize, "
-            "constant-fold, cse, dce)");
+            "constant-fold, fold-bn, cse, dce)");
 }
 
 TEST(PassManager, PrintAfterAndBefore) {

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "models/registry.h"
+#include "runtime/npy.h"
+#include "tests/tolerance.h"
 
 namespace {
 
@@ -251,6 +253,40 @@ TEST_F(CliWeights, SaveWeightsCarriesFoldedTensors) {
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
   EXPECT_EQ(slurp(path("y0.npy")), slurp(path("y1.npy")));  // same math, bit for bit
+}
+
+}  // namespace
+
+namespace {
+
+// The user's path: torchvision-named weights in an .npz (row-major, default layouts), -O2 folds
+// every BN, and the optimized graph on the saved weights gives the same logits.
+TEST_F(CliWeights, O2FoldsBatchNormWithWeightsFromNpz) {
+  const std::string model = "resnet18 --resolution 32";
+  ASSERT_EQ(kiln("opt " + model + " --random-weights --seed 5 --save-weights " + path("w.npz") +
+                 " -o " + path("plain.kir")).exitCode, 0);
+  Result opt = kiln("opt " + model + " -O2 --weights " + path("w.npz") + " --save-weights " +
+                    path("w2.npz") + " -o " + path("opt.kir"));
+  ASSERT_EQ(opt.exitCode, 0) << opt.err;
+  std::ifstream in(path("opt.kir"));
+  const std::string optimized(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(optimized.find("batch_norm("), std::string::npos) << optimized;
+
+  ASSERT_EQ(kiln("run " + model + " --weights " + path("w.npz") + " --random --seed 3 -o " +
+                 path("y0.npy")).exitCode, 0);
+  Result r = kiln("run " + path("opt.kir") + " --weights " + path("w2.npz") +
+                  " --random --seed 3 -o " + path("y1.npy"));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  auto y0 = kiln::runtime::readNpy(path("y0.npy"));
+  auto y1 = kiln::runtime::readNpy(path("y1.npy"));
+  ASSERT_TRUE(y0.isOk() && y1.isOk());
+  ASSERT_EQ(y0->shape(), y1->shape());
+  double maxRef = 0, maxDiff = 0;
+  for (int64_t i = 0; i < y0->numElements(); ++i) {
+    maxRef = std::max(maxRef, std::abs(y0->at(i)));
+    maxDiff = std::max(maxDiff, std::abs(y0->at(i) - y1->at(i)));
+  }
+  EXPECT_LE(maxDiff, kiln::testing::modelTolerance(maxRef)) << "max|y| " << maxRef;
 }
 
 }  // namespace
