@@ -34,8 +34,6 @@ Status runOpt(Options& o) {
   if (!spec.empty()) {
     KILN_ASSIGN_OR_RETURN(o.pm.passes, passes::parsePipeline(spec));
   }
-  for (const std::string& name : o.pm.printAfter) KILN_TRY(passes::parsePipeline(name).status());
-  for (const std::string& name : o.pm.printBefore) KILN_TRY(passes::parsePipeline(name).status());
   backends::reference::ReferenceEvaluator evaluator;
   passes::PassEnv env{&evaluator};
   passes::PassManager pm(o.pm, env, [](std::string_view text) {

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -60,23 +59,7 @@ Status writeText(const std::string& path, std::string_view text) {
     std::fflush(stdout);
     return Status::ok();
   }
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return error("cannot write '{}': {}", path, std::strerror(errno));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      return error("cannot write '{}': {}", path, std::strerror(errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    return error("cannot write '{}': {}", path, std::strerror(err));
-  }
-  return Status::ok();
+  return ir::writeFileAtomic(path, std::as_bytes(std::span(text.data(), text.size())));
 }
 
 Status writeModule(const std::string& path, const ir::Module& m, bool debugLocations) {
