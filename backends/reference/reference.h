@@ -3,6 +3,7 @@
 // and f64 (data movement ops copy any dtype).
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -31,6 +32,9 @@ class ReferenceEvaluator final : public ir::Evaluator {
 /// `module.weights` by name, checks each input against its declared type (the symbolic batch
 /// N binds to the first input's actual dim and must agree across inputs), executes the nodes
 /// in order, frees intermediates after their last use and returns the graph outputs.
-Expected<std::vector<ir::Tensor>> run(const ir::Module& module, std::span<const ir::Tensor> inputs);
+/// `observe`, when given, is called after each node with its wall time in milliseconds.
+using NodeObserver = std::function<void(const ir::Node& node, double ms)>;
+Expected<std::vector<ir::Tensor>> run(const ir::Module& module, std::span<const ir::Tensor> inputs,
+                                      const NodeObserver& observe = {});
 
 }  // namespace kiln::backends::reference

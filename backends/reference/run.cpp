@@ -1,5 +1,6 @@
 // Whole-module execution: binds inputs (with the symbolic batch) and weights, runs the nodes in
 // order and frees each intermediate after its last use.
+#include <chrono>
 #include <cstring>
 #include <optional>
 
@@ -77,7 +78,8 @@ Status checkResult(const Node& n, const Value& v, const Tensor& t, std::optional
 
 }  // namespace
 
-Expected<std::vector<Tensor>> run(const Module& module, std::span<const Tensor> inputs) {
+Expected<std::vector<Tensor>> run(const Module& module, std::span<const Tensor> inputs,
+                                  const NodeObserver& observe) {
   const Graph& g = module.graph;
   if (inputs.size() != g.inputs().size())
     return error("graph @{} has {} inputs, {} tensors were given", g.name(), g.inputs().size(),
@@ -123,7 +125,11 @@ Expected<std::vector<Tensor>> run(const Module& module, std::span<const Tensor> 
                      n->opName(), valueRef(*o));
       operands.push_back(values[o->id()]);
     }
+    const auto start = std::chrono::steady_clock::now();
     KILN_ASSIGN_OR_RETURN(std::vector<Tensor> results, evaluateNode(*n, operands));
+    if (observe)
+      observe(*n, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                      .count());
     operands.clear();
     for (size_t r = 0; r < results.size(); ++r) {
       KILN_TRY(checkResult(*n, *n->result(r), results[r], batch));
