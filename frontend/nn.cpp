@@ -126,6 +126,12 @@ Var dropout(Builder& b, Var x, double p, std::source_location loc) {
   return b.op(OpKind::Dropout, {x}, a, loc);
 }
 
+Var dropPath(Builder& b, Var x, double p, std::source_location loc) {
+  ir::DropoutAttrs a;
+  a.p = p;
+  return b.op(OpKind::DropPath, {x}, a, loc);
+}
+
 Var maxPool2d(Builder& b, Var x, const Pool2dOpts& o, std::source_location loc) {
   if (!b.ok()) return Var();
   if (!checkNonNegative(b, loc, "max_pool2d", "stride", o.stride)) return Var();

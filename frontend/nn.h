@@ -67,6 +67,10 @@ Var softmax(Builder& b, Var x, int64_t axis = 1,
 /// torch.nn.Dropout in eval mode (identity until a training graph sets `training`).
 Var dropout(Builder& b, Var x, double p = 0.5,
             std::source_location loc = std::source_location::current());
+/// torchvision's StochasticDepth(p, "row") in eval mode: drops whole samples of a residual
+/// branch in training (drop_path), the identity until a training graph sets `training`.
+Var dropPath(Builder& b, Var x, double p,
+             std::source_location loc = std::source_location::current());
 
 // ---- pooling and shape ---------------------------------------------------------
 /// torch.nn.MaxPool2d / AvgPool2d arguments; stride 0 means "= kernel" (torch's None).

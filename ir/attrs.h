@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -32,7 +33,44 @@ constexpr Field<S, T> field(std::string_view name, T S::*member) {
 }
 
 // The attribute field types a struct may use: int64_t, double, bool, Ints<N>, IntList,
-// FloatList, DType, Layout.
+// FloatList, DType, Layout, PostOpList. A PostOpList field is printed only when non-empty.
+
+/// Post-ops a fused conv2d applies to its result, in order (ARCHITECTURE decision 5).
+/// KILN_POST_OP(Enum, spelling, number of parameters (alpha, beta))
+#define KILN_POST_OPS(X)     \
+  X(Sum, "sum", 0)           \
+  X(Relu, "relu", 0)         \
+  X(Relu6, "relu6", 0)       \
+  X(Sigmoid, "sigmoid", 0)   \
+  X(Swish, "swish", 0)       \
+  X(HardSwish, "hardswish", 0) \
+  X(Tanh, "tanh", 0)         \
+  X(HardSigmoid, "hardsigmoid", 2) \
+  X(Clip, "clip", 2)
+
+enum class PostOpKind : uint8_t {
+#define KILN_POST_OP_ENUM(e, s, n) e,
+  KILN_POST_OPS(KILN_POST_OP_ENUM)
+#undef KILN_POST_OP_ENUM
+};
+std::string_view postOpName(PostOpKind k);
+/// How many parameters the post-op takes: hardsigmoid(alpha, beta), clip(min, max).
+int postOpArity(PostOpKind k);
+std::optional<PostOpKind> parsePostOpKind(std::string_view s);
+
+/// `sum` adds the conv's summand operand; the others are elementwise functions of the running
+/// value: hardsigmoid y = clamp(alpha x + beta, 0, 1), clip y = clamp(x, alpha, beta).
+struct PostOp {
+  PostOpKind kind = PostOpKind::Relu;
+  double alpha = 0;
+  double beta = 0;
+  bool operator==(const PostOp& o) const = default;
+};
+using PostOpList = std::vector<PostOp>;
+/// "sum", "relu", "clip(0.0,6.0)".
+std::string postOpText(const PostOp& p);
+/// "conv2d+sum+relu": an op name with its post-ops (profiles, fusion reports).
+std::string fusedOpName(std::string_view op, const PostOpList& postOps);
 
 struct NoAttrs {
   static constexpr auto fields = std::tuple{};
@@ -43,9 +81,12 @@ struct Conv2dAttrs {
   Ints<4> pad{0, 0, 0, 0};  // top, left, bottom, right
   Ints<2> dilation{1, 1};
   int64_t groups = 1;
+  /// Fused post-ops (empty: a plain convolution). With `sum`, the last operand is the summand.
+  PostOpList post_ops;
   static constexpr auto fields =
       std::tuple{field("stride", &Conv2dAttrs::stride), field("pad", &Conv2dAttrs::pad),
-                 field("dilation", &Conv2dAttrs::dilation), field("groups", &Conv2dAttrs::groups)};
+                 field("dilation", &Conv2dAttrs::dilation), field("groups", &Conv2dAttrs::groups),
+                 field("post_ops", &Conv2dAttrs::post_ops)};
 };
 
 struct BatchNormAttrs {
@@ -167,24 +208,114 @@ struct ConstantAttrs {
                  field("dtype", &ConstantAttrs::dtype)};
 };
 
+// ---- training ----------------------------------------------------------------
+
+/// batch_norm_train: batch statistics, and running statistics updated like PyTorch's
+/// `running = (1 - momentum) * running + momentum * batch` (the variance unbiased).
+struct BatchNormTrainAttrs {
+  double epsilon = 1e-5;
+  double momentum = 0.1;
+  static constexpr auto fields = std::tuple{field("epsilon", &BatchNormTrainAttrs::epsilon),
+                                            field("momentum", &BatchNormTrainAttrs::momentum)};
+};
+
+/// conv2d_backward_data: the forward conv's attributes and its input's spatial size (which
+/// the stride leaves ambiguous).
+struct Conv2dBackwardDataAttrs {
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};
+  Ints<2> dilation{1, 1};
+  int64_t groups = 1;
+  Ints<2> input_size{1, 1};
+  static constexpr auto fields =
+      std::tuple{field("stride", &Conv2dBackwardDataAttrs::stride),
+                 field("pad", &Conv2dBackwardDataAttrs::pad),
+                 field("dilation", &Conv2dBackwardDataAttrs::dilation),
+                 field("groups", &Conv2dBackwardDataAttrs::groups),
+                 field("input_size", &Conv2dBackwardDataAttrs::input_size)};
+};
+
+/// conv2d_backward_weight: the forward conv's attributes and its kernel size.
+struct Conv2dBackwardWeightAttrs {
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};
+  Ints<2> dilation{1, 1};
+  int64_t groups = 1;
+  Ints<2> kernel{1, 1};
+  static constexpr auto fields = std::tuple{field("stride", &Conv2dBackwardWeightAttrs::stride),
+                                            field("pad", &Conv2dBackwardWeightAttrs::pad),
+                                            field("dilation", &Conv2dBackwardWeightAttrs::dilation),
+                                            field("groups", &Conv2dBackwardWeightAttrs::groups),
+                                            field("kernel", &Conv2dBackwardWeightAttrs::kernel)};
+};
+
+/// avg_pool2d_backward: the forward pool's attributes and its input's spatial size.
+struct AvgPool2dBackwardAttrs {
+  Ints<2> kernel{1, 1};
+  Ints<2> stride{1, 1};
+  Ints<4> pad{0, 0, 0, 0};
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+  Ints<2> input_size{1, 1};
+  static constexpr auto fields =
+      std::tuple{field("kernel", &AvgPool2dBackwardAttrs::kernel),
+                 field("stride", &AvgPool2dBackwardAttrs::stride),
+                 field("pad", &AvgPool2dBackwardAttrs::pad),
+                 field("ceil_mode", &AvgPool2dBackwardAttrs::ceil_mode),
+                 field("count_include_pad", &AvgPool2dBackwardAttrs::count_include_pad),
+                 field("input_size", &AvgPool2dBackwardAttrs::input_size)};
+};
+
+/// A reduction over `axes` (negative count from the end; empty = all axes).
+struct ReduceAttrs {
+  IntList axes;
+  bool keepdims = false;
+  static constexpr auto fields =
+      std::tuple{field("axes", &ReduceAttrs::axes), field("keepdims", &ReduceAttrs::keepdims)};
+};
+
+/// softmax_cross_entropy: PyTorch's cross_entropy with `label_smoothing`, mean reduction.
+struct CrossEntropyAttrs {
+  double label_smoothing = 0.0;
+  static constexpr auto fields =
+      std::tuple{field("label_smoothing", &CrossEntropyAttrs::label_smoothing)};
+};
+
+/// sgd_update: torch.optim.SGD with dampening 0 (the learning rate is an operand).
+struct SgdAttrs {
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  static constexpr auto fields = std::tuple{field("momentum", &SgdAttrs::momentum),
+                                            field("weight_decay", &SgdAttrs::weight_decay),
+                                            field("nesterov", &SgdAttrs::nesterov)};
+};
+
 // Every attribute struct but NoAttrs, once; `Attrs` is the variant a node holds.
-#define KILN_ATTR_STRUCTS(X) \
-  X(Conv2dAttrs)             \
-  X(BatchNormAttrs)          \
-  X(HardSigmoidAttrs)        \
-  X(ClipAttrs)               \
-  X(MaxPool2dAttrs)          \
-  X(AvgPool2dAttrs)          \
-  X(AdaptiveAvgPool2dAttrs)  \
-  X(AxisAttrs)               \
-  X(SplitAttrs)              \
-  X(SliceAttrs)              \
-  X(ReshapeAttrs)            \
-  X(TransposeAttrs)          \
-  X(DropoutAttrs)            \
-  X(PadAttrs)                \
-  X(ReorderAttrs)            \
-  X(ConstantAttrs)
+#define KILN_ATTR_STRUCTS(X)   \
+  X(Conv2dAttrs)               \
+  X(BatchNormAttrs)            \
+  X(HardSigmoidAttrs)          \
+  X(ClipAttrs)                 \
+  X(MaxPool2dAttrs)            \
+  X(AvgPool2dAttrs)            \
+  X(AdaptiveAvgPool2dAttrs)    \
+  X(AxisAttrs)                 \
+  X(SplitAttrs)                \
+  X(SliceAttrs)                \
+  X(ReshapeAttrs)              \
+  X(TransposeAttrs)            \
+  X(DropoutAttrs)              \
+  X(PadAttrs)                  \
+  X(ReorderAttrs)              \
+  X(ConstantAttrs)             \
+  X(BatchNormTrainAttrs)       \
+  X(Conv2dBackwardDataAttrs)   \
+  X(Conv2dBackwardWeightAttrs) \
+  X(AvgPool2dBackwardAttrs)    \
+  X(ReduceAttrs)               \
+  X(CrossEntropyAttrs)         \
+  X(SgdAttrs)
 
 #define KILN_ATTR_VARIANT_MEMBER(S) , S
 using Attrs = std::variant<NoAttrs KILN_ATTR_STRUCTS(KILN_ATTR_VARIANT_MEMBER)>;

@@ -202,4 +202,21 @@ int64_t countParams(const Graph& g) {
   return total;
 }
 
+namespace {
+bool hasSumPostOp(const Node& conv) {
+  const PostOpList& ops = conv.attrs<Conv2dAttrs>().post_ops;
+  return std::any_of(ops.begin(), ops.end(),
+                     [](const PostOp& p) { return p.kind == PostOpKind::Sum; });
+}
+}  // namespace
+
+Value* convBias(const Node& conv) {
+  const size_t bias = conv.numOperands() - (hasSumPostOp(conv) ? 1 : 0);
+  return bias == 3 ? conv.operand(2) : nullptr;
+}
+
+Value* convSummand(const Node& conv) {
+  return hasSumPostOp(conv) && conv.numOperands() >= 3 ? conv.operands().back() : nullptr;
+}
+
 }  // namespace kiln::ir

@@ -149,6 +149,11 @@ class Graph {
   NodeList nodes_;
 };
 
+/// conv2d(x, w, [bias], [summand]): the bias operand, or null.
+Value* convBias(const Node& conv);
+/// The summand of a conv2d's `sum` post-op, or null.
+Value* convSummand(const Node& conv);
+
 /// Per-sample operation totals of a graph (N = 1), from the op table's cost rules.
 Cost graphCost(const Graph& g);
 /// Elements of all Param declarations (trainable parameters).

@@ -67,8 +67,12 @@ WeightUse weightUse(const Graph& g, const Value* w) {
         }
         case OpKind::Linear: return {InitRule::Uniform, n->operand(1)->type().shape[1]};
         case OpKind::BatchNorm:
+        case OpKind::BatchNormTrain:
           if (i == 1 || i == 4) return {InitRule::Ones, 0};
           if (i == 2 || i == 3) return {InitRule::Zeros, 0};
+          break;
+        case OpKind::SgdUpdate:
+          if (i == 3) return {InitRule::Zeros, 0};  // momentum buffer
           break;
         default: break;
       }

@@ -3,6 +3,7 @@
 
 #include <array>
 
+#include "ir/grad_rules.h"
 #include "ir/graph.h"
 #include "ir/shape_rules.h"
 

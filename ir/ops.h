@@ -15,7 +15,8 @@
 namespace kiln::ir {
 
 class Node;
-class GradBuilder;  // defined by the training step (passes/autodiff)
+class Value;
+class GradContext;  // ir/grad.h
 
 enum class OpKind : uint16_t {
 #define KILN_OP(e, ...) e,
@@ -57,7 +58,13 @@ struct OpContext {
 
 using InferFn = Status (*)(const OpContext&, std::vector<TensorType>& results);
 using CostFn = Cost (*)(const OpContext&, std::span<const TensorType> results);
-using GradFn = Status (*)(GradBuilder&, const Node&);
+/// A gradient rule (ir/grad_rules.h): given the gradients of the node's results
+/// (`resultGrads[i]`, null where none flows), builds nodes through `ctx` that compute the
+/// gradients of the operands `ctx.needs(i)` names and stores them in `operandGrads[i]`
+/// (sized to the operand count, null on entry; null on exit means zero). An operand the rule
+/// cannot differentiate is reported with `ctx.unsupported(...)`.
+using GradFn = Status (*)(GradContext& ctx, const Node& node, std::span<Value* const> resultGrads,
+                          std::vector<Value*>& operandGrads);
 inline constexpr GradFn kNoGrad = nullptr;
 
 struct OpInfo {

@@ -314,6 +314,23 @@ class Parser {
     advance();
     return Status::ok();
   }
+  Status parseValue(const AttrCtx& c, PostOp& out) {
+    std::optional<PostOpKind> k = is(TokKind::Ident) ? parsePostOpKind(tok().text) : std::nullopt;
+    if (!k) return wrongKind(c);
+    out = PostOp{*k, 0.0, 0.0};
+    const Token& nameTok = tok();
+    advance();
+    const int arity = postOpArity(*k);
+    if (arity == 0) return Status::ok();
+    if (!consume(TokKind::LParen))
+      return errorAt(nameTok, fmt::format("{}: attribute '{}': post-op {} takes {} parameters, "
+                                          "e.g. {}(0.0,6.0)",
+                                          c.op, c.attr, postOpName(*k), arity, postOpName(*k)));
+    KILN_TRY(parseValue(c, out.alpha));
+    KILN_TRY(expect(TokKind::Comma, fmt::format("',' between the parameters of {}", postOpName(*k))));
+    KILN_TRY(parseValue(c, out.beta));
+    return expect(TokKind::RParen, fmt::format("')' after the parameters of {}", postOpName(*k)));
+  }
   template <typename T>
   Status parseList(const AttrCtx& c, std::vector<T>& out) {
     if (!is(TokKind::LBracket)) return wrongKind(c);
@@ -330,6 +347,7 @@ class Parser {
   }
   Status parseValue(const AttrCtx& c, IntList& out) { return parseList(c, out); }
   Status parseValue(const AttrCtx& c, FloatList& out) { return parseList(c, out); }
+  Status parseValue(const AttrCtx& c, PostOpList& out) { return parseList(c, out); }
   template <size_t N>
   Status parseValue(const AttrCtx& c, Ints<N>& out) {
     const Token& open = tok();
@@ -347,6 +365,13 @@ class Parser {
   static std::string_view describe(const bool*) { return "true or false"; }
   static std::string_view describe(const IntList*) { return "a list of integers"; }
   static std::string_view describe(const FloatList*) { return "a list of numbers"; }
+  static std::string describe(const PostOpList*) {
+    std::string names;
+#define KILN_POST_OP_NAME(e, s, n) names += names.empty() ? s : ", " s;
+    KILN_POST_OPS(KILN_POST_OP_NAME)
+#undef KILN_POST_OP_NAME
+    return fmt::format("a list of post-ops ({})", names);
+  }
   static std::string describe(const DType*) { return fmt::format("a dtype ({})", allDTypeNames()); }
   static std::string describe(const Layout*) {
     return fmt::format("a layout ({})", allLayoutNames());

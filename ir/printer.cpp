@@ -30,6 +30,9 @@ void appendValue(std::string& out, Layout v) {
   std::string_view name = layoutName(v);
   out += name.empty() ? std::string("\"\"") : std::string(name);
 }
+void appendValue(std::string& out, const PostOp& v) {
+  out += postOpText(v);
+}
 template <typename List>
 void appendList(std::string& out, const List& list) {
   out += '[';
@@ -51,6 +54,21 @@ void appendValue(std::string& out, const IntList& v) {
 void appendValue(std::string& out, const FloatList& v) {
   appendList(out, v);
 }
+void appendValue(std::string& out, const PostOpList& v) {
+  out += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ", ";
+    appendValue(out, v[i]);
+  }
+  out += ']';
+}
+
+/// Fields left out of the text when they hold their "nothing" value.
+template <typename T>
+bool omitted(const T&) {
+  return false;
+}
+bool omitted(const PostOpList& v) { return v.empty(); }
 
 std::string printLoc(const Loc& loc) {
   return fmt::format(" loc({}:{}:{})", kir::quoteString(loc.file), loc.line, loc.col);
@@ -133,6 +151,7 @@ std::string printAttrs(const Attrs& attrs) {
       [](const auto& a) {
         std::string out;
         forEachField(a, [&](std::string_view name, const auto& value) {
+          if (omitted(value)) return;
           out += out.empty() ? "{" : ", ";
           out += name;
           out += '=';
@@ -150,6 +169,17 @@ std::string printNode(const Node& n, const Graph& g, const PrintOptions& options
 
 std::string printNode(const Node& n, const PrintOptions& options) {
   return nodeLine(n, Namer(nullptr), options);
+}
+
+std::vector<std::string> printedValueNames(const Graph& g) {
+  const Namer namer(&g);
+  std::vector<std::string> names(g.numValueIds());
+  auto add = [&](const Value* v) { names[static_cast<size_t>(v->id())] = namer.name(v); };
+  for (const Value* v : g.inputs()) add(v);
+  for (const Value* v : g.weights()) add(v);
+  for (const auto& n : g.nodes())
+    for (const Value* v : n->results()) add(v);
+  return names;
 }
 
 std::string printGraph(const Graph& g, const PrintOptions& options) {

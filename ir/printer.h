@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "ir/attrs.h"
 #include "ir/graph.h"
@@ -27,6 +28,11 @@ std::string printAttrs(const Attrs& attrs);
 
 /// Shortest round-trip spelling that always reads as a double: 1.0, 1e-05, inf, -inf, nan.
 std::string printDouble(double d);
+
+/// The printed name of every value of `g` (`%x`, `%"a b"`, `%3`), indexed by value id, with
+/// anonymous values numbered as in printGraph(g); ids of values the graph no longer defines
+/// get "".
+std::vector<std::string> printedValueNames(const Graph& g);
 
 /// `%name`, `%"quoted name"` as the text IR spells a named value.
 std::string printValueName(std::string_view name);

@@ -83,6 +83,14 @@ void setAttrValue(const T& v, pb::Attr* a) {
     a->set_dtype(std::string(dtypeName(v)));
   } else if constexpr (std::is_same_v<T, Layout>) {
     a->set_layout(std::string(layoutName(v)));
+  } else if constexpr (std::is_same_v<T, PostOpList>) {
+    pb::PostOps* ops = a->mutable_post_ops();
+    for (const PostOp& op : v) {
+      pb::PostOp* p = ops->add_ops();
+      p->set_kind(std::string(postOpName(op.kind)));
+      p->set_alpha(op.alpha);
+      p->set_beta(op.beta);
+    }
   } else {
     static_assert(!sizeof(T), "attribute field type without a protobuf form");
   }
@@ -329,6 +337,16 @@ class Reader {
         return fail(fmt::format("{}: attribute '{}': unknown layout '{}'", ctx, shown(a.name()),
                                 shown(a.layout())));
       out = *l;
+    } else if constexpr (std::is_same_v<T, PostOpList>) {
+      if (!a.has_post_ops()) return wrongKind("a list of post-ops");
+      out.clear();
+      for (const pb::PostOp& p : a.post_ops().ops()) {
+        auto k = parsePostOpKind(p.kind());
+        if (!k)
+          return fail(fmt::format("{}: attribute '{}': unknown post-op '{}'", ctx, shown(a.name()),
+                                  shown(p.kind())));
+        out.push_back(PostOp{*k, p.alpha(), p.beta()});
+      }
     } else {
       static_assert(!sizeof(T), "attribute field type without a protobuf form");
     }

@@ -120,6 +120,9 @@ Status inferSame(const OpContext& c, const AxisAttrs& a, Results& out) {
 Status inferSame(const OpContext& c, const DropoutAttrs& a, Results& out) {
   if (!(a.p >= 0.0 && a.p < 1.0))
     return error(c.loc, "{}: p must be in [0, 1), got {}", c.op, a.p);
+  if (c.in.size() == 2 && (c.in[1].dtype != DType::I64 || c.in[1].shape.rank() != 0))
+    return error(c.loc, "{}: seed {} must be an i64 scalar (i64[]), got {}", c.op, c.operandName(1),
+                 c.in[1].str());
   return inferSameImpl<DropoutAttrs>(c, out);
 }
 
@@ -153,11 +156,23 @@ Status inferConv2d(const OpContext& c, const Conv2dAttrs& a, Results& out) {
   if (w[0] % a.groups != 0)
     return error(c.loc, "{}: {} output channels are not divisible by groups={}", c.op, w[0],
                  a.groups);
-  if (c.in.size() == 3) {
+  const int64_t sums = std::count_if(a.post_ops.begin(), a.post_ops.end(),
+                                     [](const PostOp& p) { return p.kind == PostOpKind::Sum; });
+  if (sums > 1)
+    return error(c.loc, "{}: post_ops may hold one sum, got {}", c.op, sums);
+  const int64_t biases = static_cast<int64_t>(c.in.size()) - 2 - sums;
+  if (biases < 0 || biases > 1)
+    return error(c.loc,
+                 "{}: expected x, w, [bias]{} ({} to {} operands), got {}", c.op,
+                 sums ? " and the summand of post-op sum" : "", 2 + sums, 3 + sums, c.in.size());
+  if (biases == 1) {
     if (c.in[2].shape != Shape{w[0]})
       return error(c.loc, "{}: bias {} must be [{}], got {}", c.op, c.operandName(2), w[0],
                    c.in[2].str());
   }
+  for (const PostOp& p : a.post_ops)
+    if (p.kind == PostOpKind::Clip && !(p.alpha <= p.beta))
+      return error(c.loc, "{}: post-op {} needs min <= max", c.op, postOpText(p));
   Shape y{x[0], w[0], 0, 0};
   for (int i = 0; i < 2; ++i) {
     // Attributes are <= kMaxDim, but the weight and input dims of a graph that was not
@@ -174,7 +189,14 @@ Status inferConv2d(const OpContext& c, const Conv2dAttrs& a, Results& out) {
     y[2 + i] = (padded - span) / a.stride[i] + 1;
   }
   KILN_TRY(checkResult(c, y));
-  out.push_back(TensorType{c.in[0].dtype, y, c.in[0].layout});
+  TensorType result{c.in[0].dtype, y, c.in[0].layout};
+  if (sums) {
+    const TensorType& summand = c.in.back();
+    if (summand != result)
+      return error(c.loc, "{}: the summand {} of post-op sum must be {} like the result, got {}",
+                   c.op, c.operandName(c.in.size() - 1), result.str(), summand.str());
+  }
+  out.push_back(std::move(result));
   return Status::ok();
 }
 

@@ -41,6 +41,26 @@ Status inferPad(const OpContext& c, const PadAttrs& a, Results& out);
 Status inferReorder(const OpContext& c, const ReorderAttrs& a, Results& out);
 Status inferConstant(const OpContext& c, const ConstantAttrs& a, Results& out);
 
+// ---- training ops (shape_rules_train.cpp) ----
+Status inferBatchNormTrain(const OpContext& c, const BatchNormTrainAttrs& a, Results& out);
+Status inferBatchNormBackward(const OpContext& c, const BatchNormAttrs& a, Results& out);
+Status inferConv2dBackwardData(const OpContext& c, const Conv2dBackwardDataAttrs& a, Results& out);
+Status inferConv2dBackwardWeight(const OpContext& c, const Conv2dBackwardWeightAttrs& a,
+                                 Results& out);
+Status inferMaxPool2dBackward(const OpContext& c, const MaxPool2dAttrs& a, Results& out);
+Status inferAvgPool2dBackward(const OpContext& c, const AvgPool2dBackwardAttrs& a, Results& out);
+Status inferActivationBackward(const OpContext& c, const NoAttrs&, Results& out);
+Status inferActivationBackward(const OpContext& c, const ClipAttrs& a, Results& out);
+Status inferActivationBackward(const OpContext& c, const HardSigmoidAttrs& a, Results& out);
+Status inferReduce(const OpContext& c, const ReduceAttrs& a, Results& out);
+/// The axes a reduce_sum reduces (true per dim of a rank-`rank` operand).
+Expected<std::vector<bool>> reducedAxes(const OpContext& c, const ReduceAttrs& a, size_t rank);
+Status inferSoftmaxCrossEntropy(const OpContext& c, const CrossEntropyAttrs& a, Results& out);
+Status inferSoftmaxCrossEntropyBackward(const OpContext& c, const CrossEntropyAttrs& a,
+                                        Results& out);
+Status inferCountCorrect(const OpContext& c, const NoAttrs&, Results& out);
+Status inferSgdUpdate(const OpContext& c, const SgdAttrs& a, Results& out);
+
 // ---- cost rules (cost_rules.cpp) ----
 // Counts saturate at INT64_MAX instead of overflowing (a graph within the limits of
 // ir/types.h can still have a conv whose MACs pass int64).
@@ -69,6 +89,16 @@ Cost costPool(const OpContext& c, const A&, ResultTypes) {
   // one add/compare per input element read
   return Cost{0, c.in[0].shape.numElements(1)};
 }
+/// One operation per element of operand 0 (losses, count_correct).
+template <typename A>
+Cost costPerInputElement(const OpContext& c, const A&, ResultTypes) {
+  return Cost{0, c.in[0].shape.numElements(1)};
+}
+Cost costBatchNormTrain(const OpContext& c, const BatchNormTrainAttrs& a, ResultTypes r);
+Cost costBatchNormBackward(const OpContext& c, const BatchNormAttrs& a, ResultTypes r);
+Cost costConv2dBackwardData(const OpContext& c, const Conv2dBackwardDataAttrs& a, ResultTypes r);
+Cost costConv2dBackwardWeight(const OpContext& c, const Conv2dBackwardWeightAttrs& a,
+                              ResultTypes r);
 template <typename A>
 Cost costNone(const OpContext&, const A&, ResultTypes) {
   return {};

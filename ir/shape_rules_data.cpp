@@ -12,7 +12,7 @@ namespace kiln::ir {
 
 using namespace rules;
 
-namespace {
+namespace rules {
 
 /// PyTorch's pooling output size, including its ceil_mode rule: the last window must
 /// start inside the input or the left padding. The attributes are already within
@@ -38,6 +38,10 @@ Expected<int64_t> pooledSize(const OpContext& c, int64_t in, int64_t k, int64_t 
     --outSize;
   return outSize;
 }
+
+}  // namespace rules
+
+namespace {
 
 Status poolShape(const OpContext& c, const Ints<2>& k, const Ints<2>& s, const Ints<4>& pad,
                  const Ints<2>& dil, bool ceilMode, Results& out) {

@@ -34,4 +34,9 @@ std::optional<int64_t> mulDims(int64_t a, int64_t b);
 /// The product of dims >= 0 (0 if any is 0); nullopt when it exceeds kMaxDim.
 std::optional<int64_t> productOfDims(std::span<const int64_t> dims);
 
+/// PyTorch's pooling output size along one dim (ceil_mode included); errors when the window
+/// does not fit the padded input.
+Expected<int64_t> pooledSize(const OpContext& c, int64_t in, int64_t k, int64_t s, int64_t padBegin,
+                             int64_t padEnd, int64_t dilation, bool ceilMode);
+
 }  // namespace kiln::ir::rules

@@ -43,13 +43,17 @@ struct MBConvOpts {
   int64_t stride = 1;
   int64_t expand = 6;
   double eps = 1e-5;
+  double stochasticDepth = 0;  // drop_path probability of the residual branch
 };
+
+/// torchvision's stochastic_depth_prob: block k of K drops its branch with 0.2 * k / K.
+constexpr double kStochasticDepth = 0.2;
 
 /// torchvision's MBConv inside scope NAME: NAME.block = Sequential([1x1 expand conv-BN-SiLU
 /// when the expansion changes the width], k x k depthwise conv-BN-SiLU, squeeze-excitation
 /// (squeeze = in / 4, SiLU, sigmoid), 1x1 project conv-BN); the input is added back when
-/// stride is 1 and in == out. StochasticDepth sits before that add and is the identity in
-/// eval mode, so it has no node here.
+/// stride is 1 and in == out, after StochasticDepth on the branch: a drop_path node, the
+/// identity until a train step turns it on (canonicalize removes it at -O2).
 Var mbConv(Builder& b, std::string_view name, Var x, const MBConvOpts& o,
            std::source_location loc = std::source_location::current()) {
   if (!b.ok()) return Var();
@@ -79,7 +83,8 @@ Var mbConv(Builder& b, std::string_view name, Var x, const MBConvOpts& o,
     y = convBnAct(b, std::to_string(child++), y,
                   {.out = o.out, .kernel = 1, .act = Activation::None, .eps = o.eps}, loc);
   }
-  if (o.stride == 1 && in == o.out) y = frontend::add(b, y, x, loc);
+  if (o.stride == 1 && in == o.out)
+    y = frontend::add(b, frontend::dropPath(b, y, o.stochasticDepth, loc), x, loc);
   return y;
 }
 
@@ -101,7 +106,8 @@ Expected<ir::Module> buildEfficientNet(const EfficientNetScaling& sc, const Mode
     x = convBnAct(
         b, "0", x,
         {.out = channels(kB0Stages[0].in), .stride = 2, .act = Activation::Swish, .eps = sc.bnEps});
-    int64_t child = 1;
+    int64_t child = 1, block = 0, blocks = 0;
+    for (const StageSpec& st : kB0Stages) blocks += repeats(st.repeats);
     for (const StageSpec& st : kB0Stages) {
       auto stage = b.scope(std::to_string(child++));
       for (int64_t i = 0; i < repeats(st.repeats); ++i)
@@ -110,7 +116,9 @@ Expected<ir::Module> buildEfficientNet(const EfficientNetScaling& sc, const Mode
                     .kernel = st.kernel,
                     .stride = i == 0 ? st.stride : 1,
                     .expand = st.expand,
-                    .eps = sc.bnEps});
+                    .eps = sc.bnEps,
+                    .stochasticDepth = kStochasticDepth * static_cast<double>(block++) /
+                                       static_cast<double>(blocks)});
     }
     // torchvision: last_channel None -> 4 * the last stage's width (= makeDivisible(1280 w)).
     x = convBnAct(b, std::to_string(child), x,

@@ -2,6 +2,7 @@
 // with published reference figures. `kiln models`, `kiln show NAME` and the tests read it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -27,6 +28,24 @@ struct PublishedFigures {
   std::string_view source;
 };
 
+/// The class names a model's outputs index (models/labels.h holds them).
+enum class LabelSet { None, ImageNet, FashionMnist };
+
+enum class Resample { Bilinear, Bicubic };
+
+/// How an image becomes the model's input, as torchvision's transforms on a PIL image:
+/// Resize(resize, interpolation) → CenterCrop(crop) → ToTensor → Normalize(mean, std).
+/// `kiln predict` builds the model at resolution `crop`.
+struct Preprocess {
+  int64_t resize = 256;  // shorter side before cropping; 0: no resize
+  int64_t crop = 224;    // square center crop
+  Resample interpolation = Resample::Bilinear;
+  int64_t channels = 3;  // 3: RGB; 1: grayscale (PIL convert("L")), only mean[0]/std[0] used
+  std::array<double, 3> mean{0.485, 0.456, 0.406};
+  std::array<double, 3> std{0.229, 0.224, 0.225};
+  LabelSet labels = LabelSet::ImageNet;
+};
+
 struct ModelInfo {
   std::string_view name;
   std::string_view summary;
@@ -37,6 +56,9 @@ struct ModelInfo {
   // ImageNet image (resnet20: 1x28x28 Fashion-MNIST, 10 classes) sets them.
   int64_t defaultInChannels = 3;
   int64_t defaultNumClasses = 1000;
+  // The evaluation transforms of the model's reference weights (torchvision's weights
+  // enums give resize/crop/interpolation per model); ImageNet's 256 → 224 bilinear default.
+  Preprocess preprocess{};
 };
 
 /// Every model, in the table's order (families grouped, smallest first).

@@ -85,7 +85,7 @@ void scaleRows(const Tensor& src, Tensor& dst, const std::vector<double>& scale,
 
 class Folder {
  public:
-  explicit Folder(ir::Module& m) : m_(m) {}
+  Folder(ir::Module& m, FusionLog& log) : m_(m), log_(log) {}
 
   /// Folds the batch_norm `bn` into its producer; returns why not, or nullopt when it did.
   Expected<std::optional<std::string>> tryFold(Node& bn) {
@@ -93,6 +93,9 @@ class Folder {
     if (!p) return reason("its input is a graph input, not conv2d or linear");
     if (p->kind() != ir::OpKind::Conv2d && p->kind() != ir::OpKind::Linear)
       return reason(fmt::format("its input is produced by {}, not conv2d or linear", p->opName()));
+    if (p->kind() == ir::OpKind::Conv2d && !p->attrs<ir::Conv2dAttrs>().post_ops.empty())
+      return reason(fmt::format("the conv2d already applies post-ops ({})",
+                                ir::fusedOpName("conv2d", p->attrs<ir::Conv2dAttrs>().post_ops)));
     Value* y = p->result();
     if (p->kind() == ir::OpKind::Linear && y->type().shape.rank() != 2)
       return reason(fmt::format("the linear result {} is not [N, C]", y->type().str()));
@@ -165,6 +168,7 @@ class Folder {
       bn.result()->setName("");
     }
     m_.graph.replaceAllUsesWith(bn.result(), r);
+    log_.fused(*folded, "batch_norm", {bn.result(), p->result()});
     m_.graph.eraseNode(&bn);
     m_.graph.eraseNode(p);
     return std::optional<std::string>();
@@ -174,6 +178,7 @@ class Folder {
   static std::optional<std::string> reason(std::string why) { return why; }
 
   ir::Module& m_;
+  FusionLog& log_;
 };
 
 }  // namespace
@@ -181,7 +186,8 @@ class Folder {
 Status FoldBn::run(ir::Module& module) {
   numFolded_ = 0;
   unfoldable_.clear();
-  Folder folder(module);
+  log_.clear();
+  Folder folder(module, log_);
   auto& nodes = module.graph.nodes();
   // Folding erases the batch_norm and its producer (both at or before the current node) and
   // inserts the new node before the producer, so the iterator to the next node stays valid.
@@ -191,9 +197,14 @@ Status FoldBn::run(ir::Module& module) {
     if (n.kind() != ir::OpKind::BatchNorm) continue;
     const Loc loc = n.loc();
     KILN_ASSIGN_OR_RETURN(std::optional<std::string> why, folder.tryFold(n));
-    if (why) unfoldable_.push_back({loc, std::move(*why)});
-    else ++numFolded_;
+    if (why) {
+      log_.refused(n.result(), "batch_norm", *why);
+      unfoldable_.push_back({loc, std::move(*why)});
+    } else {
+      ++numFolded_;
+    }
   }
+  log_.finish(module.graph);
   return Status::ok();
 }
 

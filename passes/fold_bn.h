@@ -43,10 +43,13 @@ class FoldBn final : public Pass {
   int numFolded() const { return numFolded_; }
   /// batch_norms the last run left alone, in graph order.
   const std::vector<UnfoldableBn>& unfoldable() const { return unfoldable_; }
+  /// Both, as fusion records (folded: pattern "batch_norm"; left alone: the reason).
+  std::span<const FusionRecord> fusions() const override { return log_.records(); }
 
  private:
   int numFolded_ = 0;
   std::vector<UnfoldableBn> unfoldable_;
+  FusionLog log_;
 };
 
 }  // namespace kiln::passes

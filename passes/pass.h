@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ir/status.h"
+#include "passes/fusion_log.h"
 
 namespace kiln::ir {
 struct Module;
@@ -15,6 +16,9 @@ class Evaluator;
 }  // namespace kiln::ir
 
 namespace kiln::passes {
+
+class LayoutPolicy;
+struct LayoutOverride;
 
 /// A transformation of a module (graph plus weight store). Passes are constructed by
 /// `createPass` (or directly with their options struct) and hold no global state.
@@ -25,12 +29,23 @@ class Pass {
   virtual std::string_view summary() const = 0;
   /// Rewrites `module` in place; on error the module may be partly rewritten.
   virtual Status run(ir::Module& module) = 0;
+  /// What the last run found, for people (plan-memory's buffer table); the pass manager
+  /// prints it as `//` lines after the pass's IR dump. Empty: nothing to say.
+  virtual std::string report() const { return {}; }
+  /// What the last run fused and left unfused (fold-bn and the fuse-* passes); the pass
+  /// manager collects them for `kiln opt --report-fusions`.
+  virtual std::span<const FusionRecord> fusions() const { return {}; }
 };
 
 /// What passes may need from outside the IR layer. constant-fold runs nodes through
 /// `evaluator`; the CLI hands in the reference backend's.
 struct PassEnv {
   const ir::Evaluator* evaluator = nullptr;
+  /// select-layout asks it which layouts conv2d runs best in (a backend's answer, queried
+  /// from its library); null: the rule-based policy (passes/select_layout.h).
+  const LayoutPolicy* layoutPolicy = nullptr;
+  /// select-layout's per-value overrides (`kiln opt --layout-of`); null: none.
+  const std::vector<LayoutOverride>* layoutOverrides = nullptr;
 };
 
 /// One row of passes/passes.def.

@@ -90,6 +90,17 @@ std::string dumpHeader(std::string_view when, std::string_view passName) {
   return fmt::format("// -----// IR Dump {} {} //----- //\n", when, passName);
 }
 
+std::string reportComment(std::string_view passName, std::string_view report) {
+  std::string out = fmt::format("// {} report:\n", passName);
+  while (!report.empty()) {
+    const size_t nl = report.find('\n');
+    const std::string_view line = report.substr(0, nl);
+    out += line.empty() ? "//\n" : fmt::format("// {}\n", line);
+    report = nl == std::string_view::npos ? std::string_view() : report.substr(nl + 1);
+  }
+  return out;
+}
+
 // ---- the pass manager ------------------------------------------------------
 
 namespace {
@@ -143,6 +154,8 @@ Status PassManager::run(ir::Module& module) {
   KILN_TRY(checkPassNames(o.printAfter, "--print-after", extra_));
   KILN_TRY(checkPassNames(o.printBefore, "--print-before", extra_));
 
+  reports_.clear();
+  fusions_.clear();
   std::vector<std::unique_ptr<Pass>> owned;
   for (const std::string& spec : o.passes) {
     KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, parsePipeline(spec));
@@ -190,14 +203,21 @@ Status PassManager::run(ir::Module& module) {
     millis[i] = std::chrono::duration<double, std::milli>(t1 - t0).count();
     if (!st.isOk()) return st.withContext(fmt::format("pass '{}' failed", name));
 
+    const std::string report = pass.report();
+    if (!report.empty()) reports_.push_back({std::string(name), report});
+    for (const FusionRecord& r : pass.fusions()) {
+      fusions_.push_back(r);
+      fusions_.back().pass = std::string(name);
+    }
     // Dumps come before verification so that a graph the verifier rejects can be looked at.
     if (printAfter || !dumpDir.empty()) {
       const std::string text = print();
+      const std::string comment = report.empty() ? "" : reportComment(name, report);
       if (printAfter && (!o.printChanged || text != before))
-        out_(dumpHeader("After", name) + text);
+        out_(dumpHeader("After", name) + text + comment);
       if (!dumpDir.empty()) {
         const std::string file = fmt::format("{:0{}}-{}.kir", i + 1, width, name);
-        KILN_TRY(writeFileAtomically(dumpDir / file, text));
+        KILN_TRY(writeFileAtomically(dumpDir / file, text + comment));
       }
     }
     if (o.verifyEach)

@@ -46,14 +46,30 @@ class PassManager {
   /// them in order. A failing pass's error is prefixed with its name.
   Status run(ir::Module& module);
 
+  /// The non-empty Pass::report()s of the last run, in pipeline order.
+  struct Report {
+    std::string pass;
+    std::string text;
+  };
+  const std::vector<Report>& reports() const { return reports_; }
+  /// The Pass::fusions() of the last run, in pipeline order, each with its pass name
+  /// (formatFusions merges them).
+  const std::vector<FusionRecord>& fusions() const { return fusions_; }
+
  private:
   PassManagerOptions options_;
   PassEnv env_;
   std::function<void(std::string_view)> out_;
   std::vector<std::unique_ptr<Pass>> extra_;
+  std::vector<Report> reports_;
+  std::vector<FusionRecord> fusions_;
 };
 
 /// The dump header MLIR-style tools print: `// -----// IR Dump After cse //----- //`.
 std::string dumpHeader(std::string_view when, std::string_view passName);
+
+/// A pass report as `.kir` comment lines, so a dump with it still parses:
+/// `// plan-memory report:` then each line of `report` behind `// `.
+std::string reportComment(std::string_view passName, std::string_view report);
 
 }  // namespace kiln::passes

@@ -16,9 +16,11 @@ namespace kiln::runtime {
 
 struct SessionOptions {
   /// "onednn" (compiled plan) or "reference" (the interpreter; the numeric oracle).
-  std::string backend = "reference";
+  std::string backend = "onednn";
   /// Intra-op threads; 0 takes OMP_NUM_THREADS, else every core.
   int threads = 0;
+  /// The batch size compiled up front (onednn); runs with another N compile theirs on first use.
+  int64_t batch = 1;
   /// Run the default (-O2) pass pipeline before compiling.
   bool optimize = true;
 };
@@ -28,8 +30,8 @@ struct NodeProfile {
   std::string name;    // result value name as printed (e.g. %layer1.0.conv1 or %12)
   std::string op;      // op spelling, with post-ops for fused convs ("conv2d+sum+relu")
   std::string layout;  // result layout
-  std::string shape;   // result shape
-  double ms = 0;
+  std::string shape;   // result shape (N bound to the run's batch size)
+  double ms = 0;       // 0 for views (reshape of row-major data, inference dropout)
   double flops = 0;    // for this batch
 };
 
@@ -50,12 +52,22 @@ class Session {
 
   /// Runs on `inputs` (one per graph input, in order; any batch size for a symbolic N).
   /// Thread-safe.
+  ///
+  /// A train step (passes::buildTrainStep: outputs `new:<weight>`) is stateful: each run
+  /// reads the session's weights and writes the new ones back (onednn: in place), so
+  /// module().weights always holds the current state; runs of a train step are serialized.
+  /// `run` returns every output, the `new:` ones as copies of the new state.
   Expected<std::vector<ir::Tensor>> run(std::span<const ir::Tensor> inputs) const;
+  /// A train step's run that does not copy the state out: the `new:` outputs are empty
+  /// tensors (read module().weights instead). For other graphs, the same as run.
+  Expected<std::vector<ir::Tensor>> step(std::span<const ir::Tensor> inputs) const;
+  /// Whether the module is a train step (has `new:<weight>` outputs).
+  bool isTrainStep() const;
   /// Like run, and fills one entry per executed node with its time.
   Expected<std::vector<ir::Tensor>> profile(std::span<const ir::Tensor> inputs,
                                             std::vector<NodeProfile>& nodes) const;
 
-  /// The module as compiled (after the passes).
+  /// The module as compiled (after the passes); a train step's current weights.
   const ir::Module& module() const;
   const SessionOptions& options() const;
   SessionStats stats() const;

@@ -12,8 +12,8 @@ packages=(
   llvm-14-dev libdnnl-dev
   libfmt-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev libjpeg-dev
-  python3-torch python3-torchvision python3-numpy
+  libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev libjpeg-dev libpng-dev
+  python3-torch python3-torchvision python3-numpy python3-pil
   dataset-fashion-mnist libonnx-testdata
 )
 

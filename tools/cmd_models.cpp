@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ir/graph.h"
+#include "models/labels.h"
 #include "models/registry.h"
 #include "tools/commands.h"
 
@@ -19,6 +20,16 @@ std::string thousands(int64_t v) {
 std::string giga(int64_t v) {
   if (v <= 0) return "-";
   return v >= 1'000'000'000 ? fmt::format("{:.2f} G", v / 1e9) : fmt::format("{:.1f} M", v / 1e6);
+}
+
+nlohmann::json preprocessJson(const models::Preprocess& p) {
+  return {{"resize", p.resize},
+          {"crop", p.crop},
+          {"interpolation", p.interpolation == models::Resample::Bicubic ? "bicubic" : "bilinear"},
+          {"channels", p.channels},
+          {"mean", std::vector<double>(p.mean.begin(), p.mean.begin() + p.channels)},
+          {"std", std::vector<double>(p.std.begin(), p.std.begin() + p.channels)},
+          {"labels", models::labelSetName(p.labels)}};
 }
 
 struct Options {
@@ -50,7 +61,8 @@ Status runModels(const Options& o) {
                      {"published",
                       {{"params", info.published.params},
                        {"gmacs", info.published.gmacs},
-                       {"source", info.published.source}}}});
+                       {"source", info.published.source}}},
+                     {"preprocess", preprocessJson(info.preprocess)}});
     } else {
       fmt::print("{:<22} {:>5} {:>12} {:>10}   {:>12} {:>10}  {}\n", info.name,
                  info.defaultResolution, thousands(params), giga(cost.macs),

@@ -10,8 +10,12 @@ namespace {
 
 std::string traitList(uint32_t traits) {
   static constexpr std::pair<ir::Trait, std::string_view> kNames[] = {
-      {ir::Elementwise, "elementwise"}, {ir::Commutative, "commutative"}, {ir::Unary, "unary"},
-      {ir::Binary, "binary"},           {ir::Stochastic, "stochastic"},   {ir::ShapeOnly, "shape-only"}};
+      {ir::Elementwise, "elementwise"},
+      {ir::Commutative, "commutative"},
+      {ir::Unary, "unary"},
+      {ir::Binary, "binary"},
+      {ir::Stochastic, "stochastic"},
+      {ir::ShapeOnly, "shape-only"}};
   std::string s;
   for (const auto& [t, name] : kNames)
     if (traits & t) s += (s.empty() ? "" : ", ") + std::string(name);
@@ -20,9 +24,13 @@ std::string traitList(uint32_t traits) {
 
 std::string attrNames(ir::OpKind kind) {
   std::string s;
-  std::visit([&](const auto& a) { ir::forEachField(a, [&](std::string_view name, const auto&) {
-               s += (s.empty() ? "" : ", ") + std::string(name); }); },
-             ir::defaultAttrs(kind));
+  std::visit(
+      [&](const auto& a) {
+        ir::forEachField(a, [&](std::string_view name, const auto&) {
+          s += (s.empty() ? "" : ", ") + std::string(name);
+        });
+      },
+      ir::defaultAttrs(kind));
   return s.empty() ? "-" : s;
 }
 
@@ -45,8 +53,8 @@ Action registerOps(CLI::App& app) {
     for (const ir::OpInfo& op : ir::allOps()) {
       const std::string onnx = op.onnx.empty() ? "-" : std::string(op.onnx);
       if (*markdown)
-        fmt::print("| `{}` | {} | {} | {} | {} | {} |\n", op.name, arity(op), attrNames(op.kind), onnx,
-                   traitList(op.traits), op.grad ? "yes" : "not yet");
+        fmt::print("| `{}` | {} | {} | {} | {} | {} |\n", op.name, arity(op), attrNames(op.kind),
+                   onnx, traitList(op.traits), op.grad ? "yes" : "-");
       else
         fmt::print("{:<20} {:>4}  {:<50} {:<20} {}\n", op.name, arity(op), attrNames(op.kind), onnx,
                    traitList(op.traits));

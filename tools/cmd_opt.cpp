@@ -1,8 +1,11 @@
 // `kiln opt`: run a pass pipeline over a graph with per-pass dumps, timings and verification.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include "backends/reference/reference.h"
 #include "passes/pass_manager.h"
+#include "passes/plan_memory.h"
+#include "passes/select_layout.h"
 #include "runtime/npy.h"
 #include "tools/commands.h"
 
@@ -17,6 +20,9 @@ struct Options {
   passes::PassManagerOptions pm;
   std::string output = "-";
   std::string saveWeights;
+  bool memory = false;
+  std::vector<std::string> layoutOf;
+  bool reportFusions = false;
 };
 
 /// The store entries the graph declares: what a user needs to run the optimized graph.
@@ -34,17 +40,47 @@ Status runOpt(Options& o) {
   if (!spec.empty()) {
     KILN_ASSIGN_OR_RETURN(o.pm.passes, passes::parsePipeline(spec));
   }
+  std::vector<passes::LayoutOverride> overrides;
+  for (const std::string& spec : o.layoutOf) {
+    KILN_ASSIGN_OR_RETURN(passes::LayoutOverride lo, passes::parseLayoutOverride(spec));
+    overrides.push_back(std::move(lo));
+  }
+  if (!overrides.empty() &&
+      std::find(o.pm.passes.begin(), o.pm.passes.end(), "select-layout") == o.pm.passes.end())
+    return error(
+        "--layout-of needs select-layout in the pipeline (-O2, or --passes=...,select-layout)");
   backends::reference::ReferenceEvaluator evaluator;
   passes::PassEnv env{&evaluator};
-  passes::PassManager pm(o.pm, env, [](std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stderr);
-  });
+  env.layoutOverrides = &overrides;
+  passes::PassManager pm(
+      o.pm, env, [](std::string_view text) { std::fwrite(text.data(), 1, text.size(), stderr); });
   KILN_TRY(pm.run(m));
+  std::string memoryReport;
+  if (o.memory) {
+    // A registry model built with --batch is already static; a file's N binds to --batch.
+    passes::MemoryPlanOptions mo;
+    mo.batch = o.source.batch > 0 ? o.source.batch : 1;
+    KILN_ASSIGN_OR_RETURN(passes::MemoryPlan plan, passes::planMemory(m.graph, mo));
+    KILN_TRY(passes::verifyPlan(m.graph, plan));
+    memoryReport = passes::formatPlan(m.graph, plan);
+  }
+  const std::string fusionReport =
+      o.reportFusions ? passes::formatFusions(m.graph, pm.fusions()) : std::string();
   KILN_TRY(writeModule(o.output, m, o.pm.debugLocations));
+  // With the IR on stdout the plan goes to stderr beside the other diagnostics; with -o FILE
+  // stdout is free and the plan goes there (`kiln opt m -O2 --memory -o m.kir > plan.txt`).
+  std::FILE* reportTo = o.output == "-" ? stderr : stdout;
+  if (!memoryReport.empty()) std::fwrite(memoryReport.data(), 1, memoryReport.size(), reportTo);
+  if (o.reportFusions) {
+    const std::string text =
+        fusionReport.empty() ? "fusions: nothing fused and nothing left unfused\n" : fusionReport;
+    std::fwrite(text.data(), 1, text.size(), reportTo);
+  }
   if (!o.saveWeights.empty()) {
     ir::WeightStore used = referencedWeights(m);
-    KILN_TRY(ir::checkWeightBinding(m.graph, used, /*strict=*/false)
-                 .withContext("--save-weights needs every weight (pass --weights or --random-weights)"));
+    KILN_TRY(
+        ir::checkWeightBinding(m.graph, used, /*strict=*/false)
+            .withContext("--save-weights needs every weight (pass --weights or --random-weights)"));
     KILN_TRY(runtime::writeNpz(o.saveWeights, used));
   }
   return Status::ok();
@@ -60,12 +96,23 @@ Action registerOpt(CLI::App& app) {
   app.add_flag("--print-after-all", o->pm.printAfterAll, "print the IR after every pass (stderr)");
   app.add_option("--print-after", o->pm.printAfter, "print the IR after this pass (repeatable)");
   app.add_option("--print-before", o->pm.printBefore, "print the IR before this pass (repeatable)");
-  app.add_flag("--print-changed", o->pm.printChanged, "print the IR only after passes that changed it");
+  app.add_flag("--print-changed", o->pm.printChanged,
+               "print the IR only after passes that changed it");
   app.add_option("--dump-dir", o->pm.dumpDir, "write one numbered .kir per pass into this folder");
   app.add_flag("--time-passes", o->pm.timePasses, "print a table of pass timings (stderr)");
   app.add_flag("--verify-each", o->pm.verifyEach, "run the verifier after every pass");
   app.add_flag("--debug-locations", o->pm.debugLocations, "print source locations on every line");
   app.add_option("-o,--output", o->output, "write the result here (.kir or .kpb) instead of stdout");
+  app.add_flag("--memory", o->memory,
+               "print the memory plan of the final graph at --batch (default 1): buffer table "
+               "and peak bytes (stderr; stdout when -o writes the IR to a file)");
+  app.add_option(
+      "--layout-of", o->layoutOf,
+      "NODE:LAYOUT: select-layout gives the result printed as %NODE before it runs "
+      "(e.g. %12, %layer1.0.conv1) the layout nchw, nhwc, nChw8c or nChw16c (repeatable)");
+  app.add_flag("--report-fusions", o->reportFusions,
+               "print what fold-bn and the fuse-* passes fused and what they left unfused, with "
+               "the reason (stderr; stdout when -o writes the IR to a file)");
   app.add_option("--save-weights", o->saveWeights,
                  "write the weights the optimized graph uses (incl. folded tensors) to this .npz");
   return [o] { return runOpt(*o); };

@@ -1,10 +1,11 @@
-// `kiln run`: run a graph on .npy inputs (or seeded random ones) and write the outputs.
+// `kiln run`: run a graph on .npy inputs (or seeded random ones) through a runtime::Session
+// and write the outputs.
 #include <random>
 
 #include <CLI/CLI.hpp>
 
-#include "backends/reference/reference.h"
 #include "runtime/npy.h"
+#include "runtime/session.h"
 #include "tools/commands.h"
 
 namespace kiln::tools {
@@ -16,7 +17,9 @@ struct Options {
   std::vector<std::string> inputs;
   bool random = false;
   std::string output;
-  std::string backend = "reference";
+  std::string backend = "onednn";
+  int threads = 0;
+  bool noOptimize = false;
 };
 
 std::string outputName(const ir::Value* v, size_t i) {
@@ -46,7 +49,9 @@ Expected<std::vector<ir::Tensor>> makeInputs(const Options& o, const ir::Graph& 
     KILN_ASSIGN_OR_RETURN(ir::WeightStore store, runtime::readNpz(o.inputs[0]));
     for (const ir::Value* in : g.inputs()) {
       const ir::Tensor* t = store.find(in->name());
-      if (!t) return error("{}: has no array named '{}' for input %{}", o.inputs[0], in->name(), in->name());
+      if (!t)
+        return error("{}: has no array named '{}' for input %{}", o.inputs[0], in->name(),
+                     in->name());
       tensors.push_back(*t);
     }
     return tensors;
@@ -59,6 +64,16 @@ Expected<std::vector<ir::Tensor>> makeInputs(const Options& o, const ir::Graph& 
     tensors.push_back(std::move(t));
   }
   return tensors;
+}
+
+/// The batch size the inputs bind N to (1 when no input dim is symbolic).
+int64_t inputBatch(const ir::Graph& g, const std::vector<ir::Tensor>& inputs) {
+  for (size_t i = 0; i < g.inputs().size() && i < inputs.size(); ++i) {
+    const ir::Shape& s = g.inputs()[i]->type().shape;
+    for (size_t d = 0; d < s.rank() && d < inputs[i].shape().rank(); ++d)
+      if (s[d] == ir::kBatch && inputs[i].shape()[d] > 0) return inputs[i].shape()[d];
+  }
+  return 1;
 }
 
 void printSummary(const std::string& name, const ir::Tensor& t) {
@@ -75,23 +90,32 @@ void printSummary(const std::string& name, const ir::Tensor& t) {
 }
 
 Status runRun(const Options& o) {
-  if (o.backend != "reference")
-    return error("--backend {}: only 'reference' exists so far", o.backend);
   KILN_ASSIGN_OR_RETURN(ir::Module m, loadSource(o.source));
   if (Status st = ir::checkWeightBinding(m.graph, m.weights, /*strict=*/false); !st.isOk())
     return error("{} (give them with --weights w.npz, or use --random-weights)", st.message());
   KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> inputs, makeInputs(o, m.graph));
-  KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outputs, backends::reference::run(m, inputs));
-  const auto& outs = m.graph.outputs();
-  for (size_t i = 0; i < outputs.size(); ++i) printSummary(outputName(outs[i], i), outputs[i]);
+  runtime::SessionOptions so;
+  so.backend = o.backend;
+  so.threads = o.threads;
+  so.optimize = !o.noOptimize;
+  so.batch = inputBatch(m.graph, inputs);
+  // Outputs keep the names of the graph as given (passes may rename or renumber values).
+  std::vector<const ir::Value*> outs(m.graph.outputs().begin(), m.graph.outputs().end());
+  std::vector<std::string> names;
+  for (size_t i = 0; i < outs.size(); ++i) names.push_back(outputName(outs[i], i));
+  const std::string graphName = m.graph.name();
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Session> session,
+                        runtime::Session::create(std::move(m), so));
+  KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outputs, session->run(inputs));
+  for (size_t i = 0; i < outputs.size(); ++i) printSummary(names[i], outputs[i]);
   if (o.output.empty()) return Status::ok();
   if (endsWith(o.output, ".npz")) {
     ir::WeightStore store;
-    for (size_t i = 0; i < outputs.size(); ++i) store.set(outputName(outs[i], i), outputs[i]);
+    for (size_t i = 0; i < outputs.size(); ++i) store.set(names[i], outputs[i]);
     return runtime::writeNpz(o.output, store);
   }
   if (outputs.size() != 1)
-    return error("graph @{} has {} outputs: write them with -o out.npz", m.graph.name(), outputs.size());
+    return error("graph @{} has {} outputs: write them with -o out.npz", graphName, outputs.size());
   return runtime::writeNpy(o.output, outputs[0]);
 }
 
@@ -100,10 +124,12 @@ Status runRun(const Options& o) {
 Action registerRun(CLI::App& app) {
   auto o = std::make_shared<Options>();
   addSourceOptions(app, o->source, /*withWeights=*/true);
-  app.add_option("--input,-i", o->inputs, "input .npy per graph input (in order), or one .npz by name");
+  app.add_option("--input,-i", o->inputs,
+                 "input .npy per graph input (in order), or one .npz by name");
   app.add_flag("--random", o->random, "seeded N(0,1) inputs (batch from --batch, default 1)");
   app.add_option("-o,--output", o->output, "output .npy (one output) or .npz (all outputs by name)");
-  app.add_option("--backend", o->backend, "execution backend")->check(CLI::IsMember({"reference"}));
+  addSessionOptions(app, o->backend, o->threads);
+  app.add_flag("--no-optimize", o->noOptimize, "run the graph as given (skip the -O2 pipeline)");
   return [o] { return runRun(*o); };
 }
 

@@ -19,6 +19,9 @@ Action registerOps(CLI::App& app);
 Action registerShow(CLI::App& app);
 Action registerOpt(CLI::App& app);
 Action registerRun(CLI::App& app);
+Action registerPredict(CLI::App& app);
+Action registerBench(CLI::App& app);
+Action registerProfile(CLI::App& app);
 
 inline std::span<const Command> commands() {
   static constexpr Command kCommands[] = {
@@ -26,7 +29,11 @@ inline std::span<const Command> commands() {
       {"ops", "list the op table (--markdown for docs/ir.md)", &registerOps},
       {"show", "print a model or file as kiln IR (.kir)", &registerShow},
       {"opt", "run passes over a graph, with per-pass dumps", &registerOpt},
-      {"run", "run a graph on inputs (reference backend)", &registerRun},
+      {"run", "run a graph on inputs (oneDNN backend by default)", &registerRun},
+      {"predict", "classify JPEG/PNG images: top-K classes with their names", &registerPredict},
+      {"bench", "latency, throughput and memory, vs ONNX Runtime / PyTorch in the same run",
+       &registerBench},
+      {"profile", "per-node times of a compiled graph, sorted, with GFLOP/s", &registerProfile},
   };
   return kCommands;
 }

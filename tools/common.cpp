@@ -1,13 +1,12 @@
 // Loading sources (registry models, .kir, .kpb) and atomic text output for the CLI.
 #include "tools/common.h"
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
 
 #include "ir/parser.h"
 #include "ir/printer.h"
@@ -23,14 +22,19 @@ bool endsWith(std::string_view s, std::string_view suffix) {
 }
 
 void addSourceOptions(CLI::App& app, SourceOptions& o, bool withWeights) {
-  app.add_option("source", o.source, "model name (see `kiln models`), .kir or .kpb file, or - for stdin")
+  app.add_option("source", o.source,
+                 "model name (see `kiln models`), .kir or .kpb file, or - for stdin")
       ->required();
-  app.add_option("--batch", o.batch, "fix the batch size (default: symbolic N)")->check(CLI::PositiveNumber);
-  app.add_option("--resolution", o.resolution, "input height/width for registry models (default: the model's)")
+  app.add_option("--batch", o.batch, "fix the batch size (default: symbolic N)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--num-classes", o.numClasses, "classifier outputs for registry models (default: the model's)")
+  app.add_option("--resolution", o.resolution,
+                 "input height/width for registry models (default: the model's)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--in-channels", o.inChannels, "input channels for registry models (default: the model's)")
+  app.add_option("--num-classes", o.numClasses,
+                 "classifier outputs for registry models (default: the model's)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--in-channels", o.inChannels,
+                 "input channels for registry models (default: the model's)")
       ->check(CLI::PositiveNumber);
   if (withWeights) {
     app.add_option("--weights", o.weights, "weights .npz, bound to parameters by name");
@@ -38,6 +42,13 @@ void addSourceOptions(CLI::App& app, SourceOptions& o, bool withWeights) {
                  "fill weights that --weights does not provide with seeded random values");
     app.add_option("--seed", o.seed, "seed for --random-weights and --random");
   }
+}
+
+void addSessionOptions(CLI::App& app, std::string& backend, int& threads) {
+  app.add_option("--backend", backend, "execution backend: onednn (compiled, default) or reference (the oracle)")
+      ->check(CLI::IsMember({"onednn", "reference"}));
+  app.add_option("--threads", threads, "intra-op threads (default: OMP_NUM_THREADS, else every core)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 Expected<std::string> readText(const std::string& path) {
@@ -88,12 +99,17 @@ Expected<ir::Module> loadFile(const SourceOptions& o) {
 
 }  // namespace
 
+bool isFileSource(const std::string& source) {
+  return source == "-" || endsWith(source, ".kir") || endsWith(source, ".kpb") ||
+         source.find('/') != std::string::npos;
+}
+
 Expected<ir::Module> loadSource(const SourceOptions& o) {
   const models::ModelInfo* info = models::findModel(o.source);
-  const bool isFile = o.source == "-" || endsWith(o.source, ".kir") || endsWith(o.source, ".kpb") ||
-                      o.source.find('/') != std::string::npos;
+  const bool isFile = isFileSource(o.source);
   if (!info && !isFile)
-    return error("'{}' is neither a known model (see `kiln models`) nor a .kir/.kpb file", o.source);
+    return error("'{}' is neither a known model (see `kiln models`) nor a .kir/.kpb file",
+                 o.source);
   ir::Module m;
   if (info && !isFile) {
     KILN_ASSIGN_OR_RETURN(m, loadRegistryModel(*info, o));

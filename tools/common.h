@@ -22,18 +22,25 @@ using Register = Action (*)(CLI::App& app);
 
 /// What a graph argument may name and how to lower it.
 struct SourceOptions {
-  std::string source;           // model name, .kir, .kpb, or "-" (stdin .kir)
-  int64_t batch = -1;           // -1 keeps the symbolic N
-  int64_t resolution = 0;       // 0: the model's default
-  int64_t numClasses = 0;       // 0: the model's default
-  int64_t inChannels = 0;       // 0: the model's default
-  std::string weights;          // .npz bound by name
-  bool randomWeights = false;   // fill weights the store lacks with seeded random values
+  std::string source;          // model name, .kir, .kpb, or "-" (stdin .kir)
+  int64_t batch = -1;          // -1 keeps the symbolic N
+  int64_t resolution = 0;      // 0: the model's default
+  int64_t numClasses = 0;      // 0: the model's default
+  int64_t inChannels = 0;      // 0: the model's default
+  std::string weights;         // .npz bound by name
+  bool randomWeights = false;  // fill weights the store lacks with seeded random values
   uint64_t seed = 0;
 };
 
 /// Adds --batch, --resolution, --num-classes, --in-channels, --weights, --random-weights, --seed.
 void addSourceOptions(CLI::App& app, SourceOptions& o, bool withWeights);
+
+/// Whether `source` names a file ("-", *.kir, *.kpb, or a path with '/') rather than a
+/// registry model.
+bool isFileSource(const std::string& source);
+
+/// Adds --backend (onednn | reference) and --threads for commands that run a runtime::Session.
+void addSessionOptions(CLI::App& app, std::string& backend, int& threads);
 
 /// Loads a model from the registry, a .kir/.kpb file or stdin; binds --weights (strict for
 /// registry models: every missing/unexpected/mis-shaped key is reported at once).

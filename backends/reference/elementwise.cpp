@@ -1,8 +1,11 @@
-// Elementwise kernels: activations, clip, the broadcasting binaries and channel_scale.
+// Elementwise kernels: activations, clip, the broadcasting binaries, channel_scale and the
+// activation gradients. The scalar formulas live in activations.h (shared with conv2d's
+// post-ops).
 // Formulas follow PyTorch's CPU kernels; NaN inputs propagate (relu(NaN) is NaN, as in
 // PyTorch), which is why comparisons are written `x < 0 ? 0 : x` and not std::max.
 #include <cmath>
 
+#include "backends/reference/activations.h"
 #include "backends/reference/kernels.h"
 
 namespace kiln::backends::reference {
@@ -64,56 +67,33 @@ Status binary(const KernelContext& ctx, F f) {
 
 template <>
 Status kernel<OpKind::Relu>(const KernelContext& ctx) {
-  return unary(ctx, [](auto x) {
-    using T = decltype(x);
-    return x < T(0) ? T(0) : x;
-  });
+  return unary(ctx, [](auto x) { return act::relu(x); });
 }
 
 template <>
 Status kernel<OpKind::Relu6>(const KernelContext& ctx) {
-  return unary(ctx, [](auto x) {
-    using T = decltype(x);
-    return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
-  });
+  return unary(ctx, [](auto x) { return act::relu6(x); });
 }
 
 template <>
 Status kernel<OpKind::Sigmoid>(const KernelContext& ctx) {
-  // exp(-x) overflows to inf for x < -88 (f32), giving exactly 0: no NaN either way.
-  return unary(ctx, [](auto x) {
-    using T = decltype(x);
-    return T(1) / (T(1) + std::exp(-x));
-  });
+  return unary(ctx, [](auto x) { return act::sigmoid(x); });
 }
 
 template <>
 Status kernel<OpKind::Swish>(const KernelContext& ctx) {
-  // PyTorch's silu: x / (1 + exp(-x)).
-  return unary(ctx, [](auto x) {
-    using T = decltype(x);
-    return x / (T(1) + std::exp(-x));
-  });
+  return unary(ctx, [](auto x) { return act::swish(x); });
 }
 
 template <>
 Status kernel<OpKind::HardSwish>(const KernelContext& ctx) {
-  // PyTorch: x * min(max(x + 3, 0), 6) / 6.
-  return unary(ctx, [](auto x) {
-    using T = decltype(x);
-    const T r = x + T(3) < T(0) ? T(0) : (x + T(3) > T(6) ? T(6) : x + T(3));
-    return x * r / T(6);
-  });
+  return unary(ctx, [](auto x) { return act::hardswish(x); });
 }
 
 template <>
 Status kernel<OpKind::HardSigmoid>(const KernelContext& ctx) {
   const auto& a = ctx.attrs<HardSigmoidAttrs>();
-  return unary(ctx, [alpha = a.alpha, beta = a.beta](auto x) {
-    using T = decltype(x);
-    const T v = T(alpha) * x + T(beta);
-    return v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
-  });
+  return unary(ctx, [alpha = a.alpha, beta = a.beta](auto x) { return act::hardsigmoid(x, alpha, beta); });
 }
 
 template <>
@@ -126,7 +106,7 @@ Status kernel<OpKind::Clip>(const KernelContext& ctx) {
   const auto& a = ctx.attrs<ClipAttrs>();
   return unary(ctx, [lo = a.min, hi = a.max](auto x) {
     using T = decltype(x);
-    return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x);
+    return act::clamp(x, T(lo), T(hi));
   });
 }
 
@@ -170,6 +150,60 @@ Status kernel<OpKind::ChannelScale>(const KernelContext& ctx) {
       }
     }
     return Status::ok();
+  });
+}
+
+// ---- activation gradients: f(dy, x), PyTorch's *_backward formulas ----------------------
+
+template <>
+Status kernel<OpKind::ReluBackward>(const KernelContext& ctx) {
+  // threshold_backward: 0 where x <= 0 (a NaN x passes dy, as in PyTorch)
+  return binary(ctx, [](auto dy, auto x) {
+    using T = decltype(x);
+    return x <= T(0) ? T(0) : dy;
+  });
+}
+
+template <>
+Status kernel<OpKind::ClipBackward>(const KernelContext& ctx) {
+  // hardtanh_backward: dy strictly inside (min, max), 0 at and beyond the bounds
+  const auto& a = ctx.attrs<ClipAttrs>();
+  return binary(ctx, [lo = a.min, hi = a.max](auto dy, auto x) {
+    using T = decltype(x);
+    return x <= T(lo) || x >= T(hi) ? T(0) : dy;
+  });
+}
+
+template <>
+Status kernel<OpKind::SwishBackward>(const KernelContext& ctx) {
+  // silu_backward: dy * s * (1 + x * (1 - s)), s = sigmoid(x)
+  return binary(ctx, [](auto dy, auto x) {
+    using T = decltype(x);
+    const T s = T(1) / (T(1) + std::exp(-x));
+    return dy * s * (T(1) + x * (T(1) - s));
+  });
+}
+
+template <>
+Status kernel<OpKind::HardSwishBackward>(const KernelContext& ctx) {
+  // hardswish_backward: 0 below -3, dy * (x / 3 + 1/2) below 3, dy from 3 on. (PyTorch's
+  // vectorized kernel gives dy at exactly 3, its scalar tail 1.5 * dy; we follow the former.)
+  return binary(ctx, [](auto dy, auto x) {
+    using T = decltype(x);
+    if (x < T(-3)) return T(0);
+    if (x < T(3)) return dy * (x / T(3) + T(0.5));
+    return dy;
+  });
+}
+
+template <>
+Status kernel<OpKind::HardSigmoidBackward>(const KernelContext& ctx) {
+  // hardsigmoid_backward: dy * alpha where 0 < alpha * x + beta < 1
+  const auto& a = ctx.attrs<HardSigmoidAttrs>();
+  return binary(ctx, [alpha = a.alpha, beta = a.beta](auto dy, auto x) {
+    using T = decltype(x);
+    const T v = T(alpha) * x + T(beta);
+    return v > T(0) && v < T(1) ? dy * T(alpha) : T(0);
   });
 }
 

@@ -62,6 +62,20 @@ std::vector<int64_t> broadcastStrides(const Shape& in, const Shape& out) {
   return strides;
 }
 
+Expected<Tensor> relayout(const Node& node, const Tensor& x, Layout to) {
+  Tensor y;
+  try {
+    y = Tensor(x.dtype(), x.shape(), to);
+  } catch (const std::bad_alloc&) {
+    return error(node.loc(), "{}: out of memory converting a {} operand to {{{}}}", node.opName(),
+                 x.type().str(), layoutName(to));
+  }
+  std::span<const Tensor> in(&x, 1);
+  std::span<Tensor> out(&y, 1);
+  KILN_TRY(kernel<OpKind::Reorder>(KernelContext{node, in, out}));
+  return y;
+}
+
 Expected<std::vector<Tensor>> evaluateNode(const Node& node, std::span<const Tensor> operands) {
   const OpInfo& info = opInfo(node.kind());
   if (operands.size() != node.numOperands())
@@ -70,12 +84,25 @@ Expected<std::vector<Tensor>> evaluateNode(const Node& node, std::span<const Ten
   if (node.attrs().index() != info.attrsIndex)
     return error(node.loc(), "{}: the node carries the wrong attribute kind", info.name);
 
+  for (size_t i = 0; i < operands.size(); ++i)
+    if (operands[i].empty()) return error(node.loc(), "{}: operand {} has no data", info.name, i);
+  // Kernels index operands by logical position: a permuted or blocked operand (after
+  // select-layout) is computed on through row-major copies, and each result goes back to
+  // the layout its node declares.
+  const bool anyLayout = node.kind() == OpKind::Reorder;
+  std::vector<Tensor> plainOperands;
+  if (!anyLayout) {
+    for (size_t i = 0; i < operands.size(); ++i) {
+      if (isRowMajor(operands[i].layout())) continue;
+      if (plainOperands.empty()) plainOperands.assign(operands.begin(), operands.end());
+      KILN_ASSIGN_OR_RETURN(plainOperands[i], relayout(node, operands[i],
+                                                       *defaultLayout(operands[i].shape().rank())));
+    }
+    if (!plainOperands.empty()) operands = plainOperands;
+  }
   std::vector<TensorType> inTypes;
   inTypes.reserve(operands.size());
-  for (size_t i = 0; i < operands.size(); ++i) {
-    if (operands[i].empty()) return error(node.loc(), "{}: operand {} has no data", info.name, i);
-    inTypes.push_back(operands[i].type());
-  }
+  for (const Tensor& t : operands) inTypes.push_back(t.type());
   OpContext octx{node, inTypes, info.name, node.loc()};
   std::vector<TensorType> outTypes;
   KILN_TRY(info.infer(octx, outTypes));
@@ -97,6 +124,15 @@ Expected<std::vector<Tensor>> evaluateNode(const Node& node, std::span<const Ten
   }
   KernelContext ctx{node, operands, results};
   KILN_TRY(kKernels[static_cast<size_t>(node.kind())](ctx));
+  if (!anyLayout && results.size() == node.numResults()) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Layout want = node.result(i)->type().layout;
+      if (layoutRank(want) != results[i].shape().rank() ||
+          sameMemoryOrder(want, results[i].layout()))
+        continue;
+      KILN_ASSIGN_OR_RETURN(results[i], relayout(node, results[i], want));
+    }
+  }
   return results;
 }
 

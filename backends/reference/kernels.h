@@ -47,9 +47,12 @@ Status kernel(const KernelContext& ctx);
 Status unsupportedDType(const KernelContext& ctx, ir::DType t);
 
 /// Error unless every operand is in a plain row-major layout (nchw, oihw, nc, x, …). Kernels
-/// that index by logical position need it; only reorder and the unary elementwise ops
-/// accept any layout.
+/// that index by logical position need it; evaluateNode hands them row-major copies of
+/// other layouts, so this guards kernels called directly.
 Status checkRowMajor(const KernelContext& ctx);
+
+/// `x` in layout `to` (the reorder kernel; `node` locates its errors).
+Expected<ir::Tensor> relayout(const ir::Node& node, const ir::Tensor& x, ir::Layout to);
 
 /// Calls `f(T{})` with T = float or double for f32 / f64; any other dtype is an error.
 template <typename F>

@@ -1,5 +1,6 @@
 // Pooling over NCHW: max_pool2d and avg_pool2d (PyTorch's ceil_mode, padding and divisor
-// rules), global_avg_pool and adaptive_avg_pool2d (PyTorch's window bounds).
+// rules), global_avg_pool and adaptive_avg_pool2d (PyTorch's window bounds), and the backward
+// ops of max_pool2d and avg_pool2d (the same windows, run in reverse).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -46,6 +47,56 @@ T windowSum(const T* xp, int64_t w, int64_t y0, int64_t y1, int64_t x0, int64_t 
   return sum;
 }
 
+/// Index (iy * w + ix) of the first maximum of max-pool window (oy, ox) in a plane, or -1
+/// when the window holds no input pixel. Padding is -inf and never wins; NaN wins and sticks,
+/// as in PyTorch. The backward op routes the gradient to the same element.
+template <typename T>
+int64_t maxWindowIndex(const T* xp, const Planes& p, const MaxPool2dAttrs& a, int64_t oy,
+                       int64_t ox) {
+  int64_t best = -1;
+  T bestValue = -std::numeric_limits<T>::infinity();
+  for (int64_t ky = 0; ky < a.kernel[0]; ++ky) {
+    const int64_t iy = oy * a.stride[0] - a.pad[0] + ky * a.dilation[0];
+    if (iy < 0 || iy >= p.h) continue;
+    for (int64_t kx = 0; kx < a.kernel[1]; ++kx) {
+      const int64_t ix = ox * a.stride[1] - a.pad[1] + kx * a.dilation[1];
+      if (ix < 0 || ix >= p.w) continue;
+      const T v = xp[iy * p.w + ix];
+      if (best < 0 || v > bestValue || std::isnan(v)) {
+        best = iy * p.w + ix;
+        bestValue = v;
+      }
+    }
+  }
+  return best;
+}
+
+/// The input rows [y0, y1) x columns [x0, x1) of avg-pool window (oy, ox) and its divisor
+/// (0: the window holds no input pixel). PyTorch: the window is clipped to input + padding (a
+/// ceil_mode window may run past it; that part counts for nothing), then to the input.
+struct AvgWindow {
+  int64_t y0, y1, x0, x1, divisor;
+};
+
+template <typename A>
+AvgWindow avgWindow(const Planes& p, const A& a, int64_t oy, int64_t ox) {
+  AvgWindow w;
+  w.y0 = oy * a.stride[0] - a.pad[0];
+  w.y1 = std::min(w.y0 + a.kernel[0], p.h + a.pad[2]);
+  w.x0 = ox * a.stride[1] - a.pad[1];
+  w.x1 = std::min(w.x0 + a.kernel[1], p.w + a.pad[3]);
+  const int64_t padded = (w.y1 - w.y0) * (w.x1 - w.x0);
+  w.y0 = std::max<int64_t>(w.y0, 0);
+  w.y1 = std::min(w.y1, p.h);
+  w.x0 = std::max<int64_t>(w.x0, 0);
+  w.x1 = std::min(w.x1, p.w);
+  if (w.y0 >= w.y1 || w.x0 >= w.x1)
+    w.divisor = 0;
+  else
+    w.divisor = a.count_include_pad ? padded : (w.y1 - w.y0) * (w.x1 - w.x0);
+  return w;
+}
+
 }  // namespace
 
 template <>
@@ -56,21 +107,8 @@ Status kernel<OpKind::MaxPool2d>(const KernelContext& ctx) {
   return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
     using T = decltype(tag);
     forEachOutput<T>(ctx, p, [&](const T* xp, int64_t oy, int64_t ox) {
-      const int64_t y0 = oy * a.stride[0] - a.pad[0];
-      const int64_t x0 = ox * a.stride[1] - a.pad[1];
-      // Padding is -inf: it never wins. NaN wins and sticks, as in PyTorch.
-      T best = -std::numeric_limits<T>::infinity();
-      for (int64_t ky = 0; ky < a.kernel[0]; ++ky) {
-        const int64_t iy = y0 + ky * a.dilation[0];
-        if (iy < 0 || iy >= p.h) continue;
-        for (int64_t kx = 0; kx < a.kernel[1]; ++kx) {
-          const int64_t ix = x0 + kx * a.dilation[1];
-          if (ix < 0 || ix >= p.w) continue;
-          const T v = xp[iy * p.w + ix];
-          if (v > best || std::isnan(v)) best = v;
-        }
-      }
-      return best;
+      const int64_t i = maxWindowIndex(xp, p, a, oy, ox);
+      return i < 0 ? -std::numeric_limits<T>::infinity() : xp[i];
     });
     return Status::ok();
   });
@@ -84,20 +122,9 @@ Status kernel<OpKind::AvgPool2d>(const KernelContext& ctx) {
   return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
     using T = decltype(tag);
     forEachOutput<T>(ctx, p, [&](const T* xp, int64_t oy, int64_t ox) {
-      // PyTorch: the window is clipped to input + padding (a ceil_mode window may run past
-      // it; that part counts for nothing), then to the input for the sum.
-      int64_t y0 = oy * a.stride[0] - a.pad[0];
-      int64_t y1 = std::min(y0 + a.kernel[0], p.h + a.pad[2]);
-      int64_t x0 = ox * a.stride[1] - a.pad[1];
-      int64_t x1 = std::min(x0 + a.kernel[1], p.w + a.pad[3]);
-      const int64_t padded = (y1 - y0) * (x1 - x0);
-      y0 = std::max<int64_t>(y0, 0);
-      y1 = std::min(y1, p.h);
-      x0 = std::max<int64_t>(x0, 0);
-      x1 = std::min(x1, p.w);
-      if (y0 >= y1 || x0 >= x1) return T(0);
-      const int64_t divisor = a.count_include_pad ? padded : (y1 - y0) * (x1 - x0);
-      return windowSum(xp, p.w, y0, y1, x0, x1) / T(divisor);
+      const AvgWindow w = avgWindow(p, a, oy, ox);
+      if (w.divisor == 0) return T(0);
+      return windowSum(xp, p.w, w.y0, w.y1, w.x0, w.x1) / T(w.divisor);
     });
     return Status::ok();
   });
@@ -137,6 +164,63 @@ Status kernel<OpKind::AdaptiveAvgPool2d>(const KernelContext& ctx) {
       const int64_t count = (y1 - y0) * (x1 - x0);
       return count ? windowSum(xp, p.w, y0, y1, x0, x1) / T(count) : T(0);
     });
+    return Status::ok();
+  });
+}
+
+// ---- backward --------------------------------------------------------------------
+
+template <>
+Status kernel<OpKind::MaxPool2dBackward>(const KernelContext& ctx) {
+  KILN_TRY(checkRowMajor(ctx));
+  const auto& a = ctx.attrs<MaxPool2dAttrs>();
+  const Shape& dys = ctx.in[0].shape();
+  const Shape& xs = ctx.in[1].shape();
+  const Planes p{xs[0] * xs[1], xs[2], xs[3], dys[2], dys[3]};
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* dy = ctx.in[0].data<T>();
+    const T* x = ctx.in[1].data<T>();
+    T* dx = ctx.out[0].data<T>();  // zero-filled
+    for (int64_t plane = 0; plane < p.count; ++plane) {
+      const T* xp = x + plane * p.h * p.w;
+      const T* dyp = dy + plane * p.oh * p.ow;
+      T* dxp = dx + plane * p.h * p.w;
+      for (int64_t oy = 0; oy < p.oh; ++oy) {
+        for (int64_t ox = 0; ox < p.ow; ++ox) {
+          const int64_t best = maxWindowIndex(xp, p, a, oy, ox);
+          if (best >= 0) dxp[best] += dyp[oy * p.ow + ox];
+        }
+      }
+    }
+    return Status::ok();
+  });
+}
+
+template <>
+Status kernel<OpKind::AvgPool2dBackward>(const KernelContext& ctx) {
+  KILN_TRY(checkRowMajor(ctx));
+  const auto& a = ctx.attrs<AvgPool2dBackwardAttrs>();
+  const Shape& dys = ctx.in[0].shape();
+  const Shape& xs = ctx.out[0].shape();
+  const Planes p{xs[0] * xs[1], xs[2], xs[3], dys[2], dys[3]};
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* dy = ctx.in[0].data<T>();
+    T* dx = ctx.out[0].data<T>();  // zero-filled
+    for (int64_t plane = 0; plane < p.count; ++plane) {
+      const T* dyp = dy + plane * p.oh * p.ow;
+      T* dxp = dx + plane * p.h * p.w;
+      for (int64_t oy = 0; oy < p.oh; ++oy) {
+        for (int64_t ox = 0; ox < p.ow; ++ox) {
+          const AvgWindow w = avgWindow(p, a, oy, ox);  // the forward kernel's window
+          if (w.divisor == 0) continue;
+          const T share = dyp[oy * p.ow + ox] / T(w.divisor);
+          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+            for (int64_t ix = w.x0; ix < w.x1; ++ix) dxp[iy * p.w + ix] += share;
+        }
+      }
+    }
     return Status::ok();
   });
 }

@@ -15,9 +15,12 @@
 
 namespace kiln::backends::reference {
 
-/// Runs one node. Operands are plain row-major tensors (NCHW etc.; reorder and unary
-/// elementwise ops also take permuted/blocked layouts). Result shapes come from the op's
-/// shape rule applied to the operands' concrete types. Returns one tensor per result.
+/// Runs one node. Kernels compute on plain row-major tensors: an operand in a permuted or
+/// blocked layout (nhwc, nChw16c after select-layout) is reordered to row-major first, and
+/// each result is converted to the layout its node declares (reorder itself takes any
+/// layout). Blocked layouts whose block does not divide the dim are an error. Result shapes
+/// come from the op's shape rule applied to the operands' concrete types. Returns one tensor
+/// per result.
 Expected<std::vector<ir::Tensor>> evaluateNode(const ir::Node& node,
                                                std::span<const ir::Tensor> operands);
 

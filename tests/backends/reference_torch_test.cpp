@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -24,6 +25,7 @@ struct TensorFile {
   std::string file;
   std::string layout;  // "-" = the default of its rank
   ir::Shape shape;
+  std::optional<DType> dtype;  // itype/otype: other than the case's dtype
 };
 
 struct Case {
@@ -81,6 +83,17 @@ Status parseField(ir::Layout& v, const std::vector<std::string>& t) {
   return Status::ok();
 }
 
+/// Post-ops by name (those without parameters).
+Status parseField(ir::PostOpList& v, const std::vector<std::string>& t) {
+  v.clear();
+  for (const auto& s : t) {
+    auto k = ir::parsePostOpKind(s);
+    if (!k || ir::postOpArity(*k) != 0) return error("expected a post-op without parameters");
+    v.push_back(ir::PostOp{*k, 0.0, 0.0});
+  }
+  return Status::ok();
+}
+
 Status setAttr(ir::Attrs& attrs, const std::string& name, const std::vector<std::string>& tokens) {
   bool found = false;
   Status st;
@@ -104,8 +117,8 @@ ir::Layout layoutOf(const TensorFile& f) {
   return ir::parseLayout(f.layout).value();
 }
 
-ir::Tensor readTensor(const fs::path& dir, const TensorFile& f, DType dtype) {
-  ir::Tensor t(dtype, f.shape, layoutOf(f));
+ir::Tensor readTensor(const fs::path& dir, const TensorFile& f, DType caseDType) {
+  ir::Tensor t(f.dtype.value_or(caseDType), f.shape, layoutOf(f));
   std::ifstream in(dir / f.file, std::ios::binary);
   in.read(reinterpret_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
   EXPECT_TRUE(in.good() || t.nbytes() == 0) << "short file " << f.file;
@@ -135,9 +148,12 @@ std::vector<Case> parseManifest(const fs::path& path) {
     } else if (key == "attr") {
       c.attrs.emplace_back(rest.at(0), std::vector<std::string>(rest.begin() + 1, rest.end()));
     } else if (key == "input" || key == "output") {
-      TensorFile f{rest.at(0), rest.at(1), {}};
+      TensorFile f{rest.at(0), rest.at(1), {}, std::nullopt};
       for (size_t i = 2; i < rest.size(); ++i) f.shape.dims().push_back(std::stoll(rest[i]));
       (key == "input" ? c.inputs : c.outputs).push_back(f);
+    } else if (key == "itype" || key == "otype") {
+      auto& files = key == "itype" ? c.inputs : c.outputs;
+      files.at(std::stoul(rest.at(0))).dtype = ir::parseDType(rest.at(1)).value();
     } else if (key == "end") {
       cases.push_back(c);
     }

@@ -6,11 +6,13 @@ Usage: torch_ops.py OUTDIR
 OUTDIR/manifest.txt lists the cases, one block each:
     case NAME
     op SPELLING            (ir/ops.def spelling)
-    dtype f32|f64          (element type of every tensor file)
+    dtype f32|f64          (element type of the tensor files, unless itype/otype says)
     exact 0|1              (1: compare bit-exactly, for pure data movement)
     attr NAME TOKENS...    (one per non-default attribute; lists as several tokens)
     input FILE LAYOUT DIMS...
     output FILE LAYOUT DIMS...
+    itype INDEX DTYPE      (input INDEX has another element type, e.g. i64 class ids)
+    otype INDEX DTYPE      (the same for an output)
     end
 Tensor files are raw little-endian arrays in the memory order of LAYOUT (logical dims are
 always given in canonical order, e.g. N,C,H,W for nhwc). reference_torch_test.cpp reads
@@ -63,7 +65,9 @@ class Writer:
 
     def tensor_line(self, kind, index, x, layout, dtype):
         fname = f"c{self.count}_{kind}{index}.bin"
-        data = to_memory(x.detach(), layout).to(dtype).numpy()
+        x = x.detach()
+        data = to_memory(x, layout)
+        data = (data.to(dtype) if data.is_floating_point() else data).numpy()
         data.astype(data.dtype.newbyteorder("<")).tofile(os.path.join(self.outdir, fname))
         dims = " ".join(str(d) for d in x.shape)
         return f"{kind} {fname} {layout} {dims}".rstrip()
@@ -80,8 +84,12 @@ class Writer:
             outputs = [outputs]
         for i, x in enumerate(inputs):
             lines.append(self.tensor_line("input", i, x, (in_layouts or {}).get(i, "-"), dtype))
+            if x.dtype == torch.int64:
+                lines.append(f"itype {i} i64")
         for i, y in enumerate(outputs):
             lines.append(self.tensor_line("output", i, y, (out_layouts or {}).get(i, "-"), dtype))
+            if y.dtype == torch.int64:
+                lines.append(f"otype {i} i64")
         lines.append("end")
         self.lines.extend(lines)
         self.count += 1
@@ -381,6 +389,155 @@ def misc_cases(w):
            {"value": vals, "shape": [6], "dtype": "f64"}, exact=True, dtype=torch.float64)
 
 
+def grads(fn, inputs, wrt, dy):
+    """d<fn(*inputs), dy>/d inputs[i] for i in wrt, by autograd."""
+    xs = [x.clone().requires_grad_(i in wrt) for i, x in enumerate(inputs)]
+    y = fn(*xs)
+    y.backward(dy)
+    return [xs[i].grad for i in wrt]
+
+
+def train_cases(w):
+    # batch_norm_train: y, batch mean, biased batch variance, updated running statistics
+    for name, shape, eps, momentum in [("4d", (3, 4, 5, 2), 1e-5, 0.1), ("2d", (6, 3), 1e-3, 0.3)]:
+        c = shape[1]
+        dims = [d for d in range(len(shape)) if d != 1]
+        x = randn(*shape, scale=2.0) + 0.5
+        weight, bias, rm = randn(c), randn(c), randn(c)
+        rv = rand(c, lo=0.2, hi=2.0)
+        new_rm, new_rv = rm.clone(), rv.clone()
+        y = F.batch_norm(x, new_rm, new_rv, weight, bias, training=True, momentum=momentum, eps=eps)
+        w.case(f"batch_norm_train_{name}", "batch_norm_train", [x, weight, bias, rm, rv],
+               [y, x.mean(dims), x.var(dims, unbiased=False), new_rm, new_rv],
+               {"epsilon": eps, "momentum": momentum})
+        dy = randn(*shape)
+        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        gx, gw, gb = grads(lambda x_, w_, b_: F.batch_norm(x_, None, None, w_, b_, training=True, eps=eps),
+                           [x, weight, bias], [0, 1, 2], dy)
+        w.case(f"batch_norm_backward_{name}", "batch_norm_backward", [dy, x, weight, mean, var],
+               [gx, gw, gb], {"epsilon": eps})
+
+    x = randn(4, 3, 2, 2)
+    seed = torch.tensor(5, dtype=torch.int64)
+    w.case("drop_path_eval", "drop_path", [x], x, {"p": 0.5}, exact=True)
+    w.case("drop_path_p0_training", "drop_path", [x, seed], x, {"p": 0.0, "training": True}, exact=True)
+    w.case("dropout_p0_training_seeded", "dropout", [x, seed], x, {"p": 0.0, "training": True},
+           exact=True)
+
+    x = randn(2, 3, 4, 5)
+    for name, axes, keep in [("bias", [0, 2, 3], False), ("keep", [1], True), ("neg", [-1, 0], True),
+                             ("all", [], False)]:
+        y = x.sum(axes if axes else list(range(4)), keepdim=keep)
+        w.case(f"reduce_sum_{name}", "reduce_sum", [x], y, {"axes": axes, "keepdims": keep})
+
+    conv_specs = [
+        # name, N, C, H, W, O, k, stride, pad(t,l,b,r), dilation, groups
+        ("3x3_pad1", 2, 3, 6, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+        ("stride2_asym", 1, 2, 9, 8, 3, (3, 2), (2, 2), (0, 1, 2, 0), (1, 1), 1),
+        ("dilation", 1, 2, 9, 9, 2, (3, 3), (1, 2), (2, 1, 2, 1), (2, 2), 1),
+        ("groups2", 2, 4, 5, 5, 6, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 2),
+        ("depthwise", 2, 3, 7, 7, 3, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 3),
+    ]
+    for name, n, c, h, wd, o, k, s, p, d, g in conv_specs:
+        x = randn(n, c, h, wd)
+        wt = randn(o, c // g, k[0], k[1])
+
+        def fwd(x_, w_, p=p, s=s, d=d, g=g):
+            return F.conv2d(F.pad(x_, pad_lrtb(p)), w_, None, stride=s, dilation=d, groups=g)
+
+        dy = randn(*fwd(x, wt).shape)
+        gx, gw = grads(fwd, [x, wt], [0, 1], dy)
+        attrs = {"stride": s, "pad": p, "dilation": d, "groups": g}
+        w.case(f"conv2d_backward_data_{name}", "conv2d_backward_data", [dy, wt], gx,
+               dict(attrs, input_size=(h, wd)))
+        w.case(f"conv2d_backward_weight_{name}", "conv2d_backward_weight", [x, dy], gw,
+               dict(attrs, kernel=k), out_layouts={0: "oihw"})
+
+    for name, h, wd, k, s, p, d, ceil in [("k3s2p1", 9, 9, (3, 3), (2, 2), (1, 1), (1, 1), False),
+                                          ("ceil_dilation", 8, 7, (2, 3), (2, 1), (1, 1), (2, 1), True),
+                                          ("overlap", 5, 6, (3, 3), (1, 1), (0, 0), (1, 1), False)]:
+        x = randn(2, 3, h, wd)
+        fwd = lambda x_: F.max_pool2d(x_, k, s, p, d, ceil_mode=ceil)
+        dy = randn(*fwd(x).shape)
+        w.case(f"max_pool2d_backward_{name}", "max_pool2d_backward", [dy, x], grads(fwd, [x], [0], dy),
+               {"kernel": k, "stride": s, "pad": (p[0], p[1], p[0], p[1]), "dilation": d, "ceil_mode": ceil})
+    # ties: the first maximum of a window takes the gradient
+    x = torch.tensor([[[[1.0, 1.0, 0.0], [1.0, 2.0, 2.0], [0.0, 2.0, 2.0]]]])
+    fwd = lambda x_: F.max_pool2d(x_, 2, 1)
+    dy = randn(1, 1, 2, 2)
+    w.case("max_pool2d_backward_ties", "max_pool2d_backward", [dy, x], grads(fwd, [x], [0], dy),
+           {"kernel": (2, 2), "stride": (1, 1)})
+    for name, h, wd, k, s, p, ceil, cip in [("k3s2p1_cip", 9, 8, (3, 3), (2, 2), (1, 1), False, True),
+                                            ("ceil_nocip", 7, 7, (3, 2), (2, 2), (1, 1), True, False),
+                                            ("k2s2", 4, 6, (2, 2), (2, 2), (0, 0), False, True)]:
+        x = randn(2, 3, h, wd)
+        fwd = lambda x_: F.avg_pool2d(x_, k, s, p, ceil_mode=ceil, count_include_pad=cip)
+        dy = randn(*fwd(x).shape)
+        w.case(f"avg_pool2d_backward_{name}", "avg_pool2d_backward", [dy], grads(fwd, [x], [0], dy),
+               {"kernel": k, "stride": s, "pad": (p[0], p[1], p[0], p[1]), "ceil_mode": ceil,
+                "count_include_pad": cip, "input_size": (h, wd)})
+
+    # activation gradients, including the kinks (PyTorch's subgradients)
+    x = torch.cat([randn(40, scale=4.0),
+                   torch.tensor([-6.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 6.0, -0.5, 1.25])]).reshape(7, 7)
+    dy = randn(7, 7)
+    for op, fn, attrs in [("relu_backward", F.relu, {}),
+                          ("clip_backward", lambda v: F.hardtanh(v, 0.0, 6.0), {"min": 0.0, "max": 6.0}),
+                          ("clip_backward", lambda v: F.hardtanh(v, -0.5, 1.25), {"min": -0.5, "max": 1.25}),
+                          ("swish_backward", F.silu, {}),
+                          ("hardswish_backward", F.hardswish, {}),
+                          ("hardsigmoid_backward", F.hardsigmoid, {})]:
+        name = f"{op}_{len([l for l in w.names if l.startswith(op)])}"
+        w.case(name, op, [dy, x], grads(fn, [x], [0], dy), attrs)
+    xa = randn(5, 6, scale=3.0)
+    dya = randn(5, 6)
+    w.case("hardsigmoid_backward_onnx", "hardsigmoid_backward", [dya, xa],
+           grads(lambda v: torch.clamp(0.2 * v + 0.5, 0, 1), [xa], [0], dya), {"alpha": 0.2, "beta": 0.5})
+    d = randn(4, 5, dtype=torch.float64)
+    dd = randn(4, 5, dtype=torch.float64)
+    w.case("swish_backward_f64", "swish_backward", [dd, d], grads(F.silu, [d], [0], dd),
+           dtype=torch.float64)
+
+    # loss: class ids and probabilities, with label smoothing; backward with a dloss
+    ids = torch.randint(0, 7, (5,), generator=gen)
+    probs = F.softmax(randn(5, 7, scale=2.0), dim=1)
+    for name, target in [("ids", ids), ("soft", probs)]:
+        for s in (0.0, 0.1):
+            z = randn(5, 7, scale=3.0)
+            loss = F.cross_entropy(z, target, label_smoothing=s)
+            w.case(f"softmax_cross_entropy_{name}_ls{s}", "softmax_cross_entropy", [z, target], loss,
+                   {"label_smoothing": s})
+            dl = torch.tensor(1.7)
+            gz, = grads(lambda z_: F.cross_entropy(z_, target, label_smoothing=s), [z], [0], dl)
+            w.case(f"softmax_cross_entropy_backward_{name}_ls{s}", "softmax_cross_entropy_backward",
+                   [dl, z, target], gz, {"label_smoothing": s})
+    z = randn(6, 4)
+    ids = torch.randint(0, 4, (6,), generator=gen)
+    w.case("count_correct_ids", "count_correct", [z, ids], (z.argmax(1) == ids).sum(), exact=True)
+    soft = F.softmax(randn(6, 4, scale=2.0), 1)
+    w.case("count_correct_soft", "count_correct", [z, soft], (z.argmax(1) == soft.argmax(1)).sum(),
+           exact=True)
+
+    # sgd_update: torch.optim.SGD, one step from a given momentum buffer
+    for name, momentum, wd, nesterov in [("plain", 0.0, 0.0, False), ("wd", 0.0, 1e-2, False),
+                                         ("momentum", 0.9, 1e-3, False), ("nesterov", 0.8, 5e-2, True)]:
+        p = randn(4, 3, 2, 2)
+        g = randn(4, 3, 2, 2)
+        buf = randn(4, 3, 2, 2)
+        lr = torch.tensor(0.05)
+        param = torch.nn.Parameter(p.clone())
+        opt = torch.optim.SGD([param], lr=lr.item(), momentum=momentum, weight_decay=wd,
+                              nesterov=nesterov)
+        param.grad = g.clone()
+        if momentum:
+            opt.state[param]["momentum_buffer"] = buf.clone()
+        opt.step()
+        inputs = [p, g, lr] + ([buf] if momentum else [])
+        outputs = [param.detach()] + ([opt.state[param]["momentum_buffer"]] if momentum else [])
+        w.case(f"sgd_update_{name}", "sgd_update", inputs, outputs,
+               {"momentum": momentum, "weight_decay": wd, "nesterov": nesterov})
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -388,7 +545,7 @@ def main():
     torch.set_num_threads(1)
     w = Writer(sys.argv[1])
     for fn in (conv_cases, norm_cases, elementwise_cases, dense_cases, pool_cases, data_cases,
-               softmax_cases, misc_cases):
+               softmax_cases, misc_cases, train_cases):
         fn(w)
     w.finish()
     print(f"wrote {w.count} cases")

@@ -53,6 +53,18 @@ TEST_P(EfficientNetFigures, ParamsAndMacsMatchTorchvision) {
   EXPECT_EQ(ir::graphCost(m.graph).macs, e.macs);
   EXPECT_EQ(countOps(m.graph, ir::OpKind::ChannelScale), e.blocks);  // one SE per block
   EXPECT_EQ(countOps(m.graph, ir::OpKind::Add), e.blocks - 7);       // all but each stage's first
+  // StochasticDepth on every residual branch (block k of K drops with 0.2 * k / K), the
+  // identity in this inference graph.
+  EXPECT_EQ(countOps(m.graph, ir::OpKind::DropPath), e.blocks - 7);
+  double lastP = 0;
+  for (const auto& n : m.graph.nodes()) {
+    if (n->kind() != ir::OpKind::DropPath) continue;
+    const auto& a = n->attrs<ir::DropoutAttrs>();
+    EXPECT_FALSE(a.training);
+    EXPECT_GT(a.p, lastP);
+    EXPECT_LE(a.p, 0.2 * (e.blocks - 1) / e.blocks);
+    lastP = a.p;
+  }
   // The registry row's published figures (B2: the paper's 1.0 G at 260, two digits).
   EXPECT_EQ(ir::countParams(m.graph), info->published.params);
   EXPECT_NEAR(static_cast<double>(ir::graphCost(m.graph).macs) / 1e9, info->published.gmacs,
@@ -169,6 +181,13 @@ TEST(EfficientNet, B0BlockStructure) {
     EXPECT_GT(n->loc().line, 0);
   }
   EXPECT_EQ(dropouts, 1);
+  // Residual blocks 2, 4, 6, 7, 9, 10, 12, 13, 14 of 16 (torchvision's sd_prob = 0.2 k / 16).
+  std::vector<double> dropPaths;
+  for (const auto& n : g.nodes())
+    if (n->kind() == ir::OpKind::DropPath) dropPaths.push_back(n->attrs<ir::DropoutAttrs>().p);
+  std::vector<double> want;
+  for (int k : {2, 4, 6, 7, 9, 10, 12, 13, 14}) want.push_back(0.2 * k / 16);
+  EXPECT_EQ(dropPaths, want);
   // 16 blocks: 16 SE, 3 SiLU each (2 for expand-1 blocks) + stem + head.
   EXPECT_EQ(countOps(g, ir::OpKind::Swish), 15 * 3 + 2 + 2);
   EXPECT_EQ(countOps(g, ir::OpKind::Sigmoid), 16);

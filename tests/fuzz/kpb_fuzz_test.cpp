@@ -51,7 +51,7 @@ Module seedModule() {
     return *n;
   };
   Value* y =
-      node(OpKind::Conv2d, {x, w, b}, Conv2dAttrs{{1, 1}, {1, 1, 1, 1}, {1, 1}, 1})->result(0);
+      node(OpKind::Conv2d, {x, w, b}, Conv2dAttrs{{1, 1}, {1, 1, 1, 1}, {1, 1}, 1, {}})->result(0);
   y = node(OpKind::BatchNorm, {y, gamma, beta, mean, var}, BatchNormAttrs{1e-5})->result(0);
   y = node(OpKind::Clip, {y}, ClipAttrs{0.0, 6.0})->result(0);
   y = node(OpKind::MaxPool2d, {y}, MaxPool2dAttrs{{2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, false})

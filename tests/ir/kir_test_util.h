@@ -77,6 +77,40 @@ inline std::optional<OpSample> sampleFor(OpKind kind) {
   if (op == "pad")
     return OpSample{{x},
                     with([](Attrs& v) { std::get<PadAttrs>(v).pads = {0, 0, 1, 2, 0, 0, 3, 4}; })};
+  // training ops
+  const TensorType logits = sampleType(f, {kBatch, 10}, Layout::NC);
+  const TensorType ids = sampleType(DType::I64, {kBatch}, Layout::X);
+  const TensorType scalar = sampleType(f, {}, Layout::Scalar);
+  const TensorType dy = sampleType(f, {kBatch, 6, 6, 6}, Layout::NCHW);
+  if (op == "batch_norm_train") return OpSample{{x, ch, ch, ch, ch}, a};
+  if (op == "drop_path")
+    return OpSample{{x, sampleType(DType::I64, {}, Layout::Scalar)},
+                    with([](Attrs& v) { std::get<DropoutAttrs>(v).training = true; })};
+  if (op == "reduce_sum")
+    return OpSample{{x}, with([](Attrs& v) { std::get<ReduceAttrs>(v).axes = {1, 3}; })};
+  if (op == "conv2d_backward_data")
+    return OpSample{{dy, sampleType(f, {6, 4, 3, 3}, Layout::OIHW)}, with([](Attrs& v) {
+                      std::get<Conv2dBackwardDataAttrs>(v).input_size = {8, 8};
+                    })};
+  if (op == "conv2d_backward_weight")
+    return OpSample{{x, dy}, with([](Attrs& v) {
+                      std::get<Conv2dBackwardWeightAttrs>(v).kernel = {3, 3};
+                    })};
+  if (op == "batch_norm_backward") return OpSample{{x, x, ch, ch, ch}, a};
+  if (op == "max_pool2d_backward" || op == "relu_backward" || op == "clip_backward" ||
+      op == "swish_backward" || op == "hardswish_backward" || op == "hardsigmoid_backward")
+    return OpSample{{x, x}, a};
+  if (op == "avg_pool2d_backward")
+    return OpSample{{x}, with([](Attrs& v) {
+                      std::get<AvgPool2dBackwardAttrs>(v).input_size = {8, 8};
+                    })};
+  if (op == "softmax_cross_entropy" || op == "count_correct") return OpSample{{logits, ids}, a};
+  if (op == "softmax_cross_entropy_backward") return OpSample{{scalar, logits, logits}, a};
+  if (op == "sgd_update") {
+    const TensorType w = sampleType(f, {6, 4, 3, 3}, Layout::OIHW);
+    return OpSample{{w, w, scalar, w},
+                    with([](Attrs& v) { std::get<SgdAttrs>(v).momentum = 0.9; })};
+  }
   if (op == "constant")
     return OpSample{{}, with([](Attrs& v) {
                       auto& c = std::get<ConstantAttrs>(v);
@@ -187,6 +221,12 @@ class RandomGraphGen {
   void randomize(bool& v) { v = chance(0.5); }
   void randomize(DType& v) { v = randomDType(); }
   void randomize(Layout& v) { v = randomLayout(); }
+  void randomize(PostOp& v) {
+    v.kind = static_cast<PostOpKind>(uniform(0, static_cast<int>(PostOpKind::Clip)));
+    randomize(v.alpha);
+    randomize(v.beta);
+    if (postOpArity(v.kind) == 0) v.alpha = v.beta = 0;  // the text form has no parameters
+  }
   template <typename T, size_t N>
   void randomize(std::array<T, N>& v) {
     for (T& e : v) randomize(e);

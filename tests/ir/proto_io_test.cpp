@@ -127,6 +127,72 @@ const std::map<std::string, OpCase>& opCases() {
         [](Attrs& a) {
           std::get<DropoutAttrs>(a) = {0.25, true, -7};
         }}},
+      {"batch_norm_train",
+       {{x, tt({4}), tt({4}), tt({4}), tt({4})},
+        [](Attrs& a) {
+          std::get<BatchNormTrainAttrs>(a) = {1e-3, 0.25};
+        }}},
+      {"drop_path",
+       {{x, tt({}, DType::I64)},
+        [](Attrs& a) {
+          std::get<DropoutAttrs>(a) = {0.1, true, 3};
+        }}},
+      {"reduce_sum",
+       {{x},
+        [](Attrs& a) {
+          std::get<ReduceAttrs>(a) = {{0, -1}, true};
+        }}},
+      {"conv2d_backward_data",
+       {{t4(kBatch, 6, 4, 8), t4(6, 2, 3, 3, Layout::OIHW)},
+        [](Attrs& a) {
+          std::get<Conv2dBackwardDataAttrs>(a) = {{2, 1}, {1, 1, 1, 1}, {1, 1}, 2, {8, 8}};
+        }}},
+      {"conv2d_backward_weight",
+       {{x, t4(kBatch, 6, 4, 8)},
+        [](Attrs& a) {
+          std::get<Conv2dBackwardWeightAttrs>(a) = {{2, 1}, {1, 1, 1, 1}, {1, 1}, 2, {3, 3}};
+        }}},
+      {"batch_norm_backward", {{x, x, tt({4}), tt({4}), tt({4})}}},
+      {"max_pool2d_backward",
+       {{t4(kBatch, 4, 4, 4), x},
+        [](Attrs& a) {
+          auto& p = std::get<MaxPool2dAttrs>(a);
+          p.kernel = {2, 2};
+          p.stride = {2, 2};
+        }}},
+      {"avg_pool2d_backward",
+       {{t4(kBatch, 4, 4, 4)},
+        [](Attrs& a) {
+          auto& p = std::get<AvgPool2dBackwardAttrs>(a);
+          p.kernel = {3, 3};
+          p.stride = {2, 2};
+          p.pad = {1, 1, 1, 1};
+          p.count_include_pad = false;
+          p.input_size = {8, 8};
+        }}},
+      {"relu_backward", {{x, x}}},
+      {"clip_backward",
+       {{x, x},
+        [](Attrs& a) {
+          std::get<ClipAttrs>(a) = {0.0, 6.0};
+        }}},
+      {"swish_backward", {{x, x}}},
+      {"hardswish_backward", {{x, x}}},
+      {"hardsigmoid_backward",
+       {{x, x},
+        [](Attrs& a) {
+          std::get<HardSigmoidAttrs>(a) = {0.2, 0.5};
+        }}},
+      {"softmax_cross_entropy",
+       {{tt({kBatch, 10}), tt({kBatch}, DType::I64)},
+        [](Attrs& a) { std::get<CrossEntropyAttrs>(a).label_smoothing = 0.1; }}},
+      {"softmax_cross_entropy_backward", {{tt({}), tt({3, 10}), tt({3, 10})}}},
+      {"count_correct", {{tt({kBatch, 10}), tt({kBatch}, DType::I64)}}},
+      {"sgd_update",
+       {{tt({6, 4}), tt({6, 4}), tt({}), tt({6, 4})},
+        [](Attrs& a) {
+          std::get<SgdAttrs>(a) = {0.9, 1e-4, true};
+        }}},
       {"constant",
        {{},
         [](Attrs& a) {
@@ -434,7 +500,7 @@ TEST(KpbTest, InvalidModulesAreRejectedWithClearMessages) {
          node(p, 0)->mutable_operands()->RemoveLast();
          node(p, 0)->mutable_operands()->RemoveLast();
        },
-       "node 0 (conv2d): has 1 operands, the op takes 2 to 3"},
+       "node 0 (conv2d): has 1 operands, the op takes 2 to 4"},
       {"attr of wrong kind", [&](pb::Module& p) { node(p, 0)->mutable_attrs(0)->set_i(2); },
        "node 0 (conv2d): attribute 'stride' must be a list of 2 integers"},
       {"attr list of wrong length",

@@ -88,7 +88,8 @@ TEST(ParsePipeline, DefaultAndLists) {
   ASSERT_TRUE(d.isOk());
   EXPECT_EQ(*d, defaultPipeline());
   EXPECT_EQ(*d, (std::vector<std::string>{"infer-shapes", "canonicalize", "constant-fold",
-                                          "fold-bn", "cse", "dce"}));
+                                          "fold-bn", "cse", "dce", "fuse-conv-act",
+                                          "fuse-residual", "select-layout", "plan-memory"}));
   Expected<std::vector<std::string>> l = parsePipeline(" cse , dce,cse");
   ASSERT_TRUE(l.isOk()) << l.message();
   EXPECT_EQ(*l, (std::vector<std::string>{"cse", "dce", "cse"}));
@@ -106,7 +107,7 @@ TEST(ParsePipeline, UnknownNameListsTheKnownPasses) {
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.message(),
             "unknown pass 'fold-everything' (known passes: default, infer-shapes, canonicalize, "
-            "constant-fold, fold-bn, cse, dce)");
+            "constant-fold, fold-bn, cse, dce, fuse-conv-act, fuse-residual, select-layout, plan-memory)");
   Expected<std::vector<std::string>> gap = parsePipeline("cse,,dce");
   ASSERT_FALSE(gap.isOk());
   EXPECT_EQ(gap.message(), "empty pass name in pipeline 'cse,,dce'");
@@ -126,7 +127,7 @@ TEST(PassManager, UnknownPassFailsBeforeTouchingTheModule) {
   ASSERT_FALSE(bad.status.isOk());
   EXPECT_EQ(bad.status.message(),
             "--print-after: unknown pass 'csee' (known passes: infer-shapes, canonicalize, "
-            "constant-fold, fold-bn, cse, dce)");
+            "constant-fold, fold-bn, cse, dce, fuse-conv-act, fuse-residual, select-layout, plan-memory)");
 }
 
 TEST(PassManager, PrintAfterAndBefore) {

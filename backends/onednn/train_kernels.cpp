@@ -1,0 +1,320 @@
+// The kernels of ours for train steps: dropout masks, running statistics, the loss and its
+// gradient, accuracy counts, SGD and the activation gradients oneDNN lacks. They follow the
+// reference backend's formulas (backends/reference/train.cpp, dropout.cpp, norm.cpp) so that
+// the two backends agree to rounding.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "backends/onednn/kernels.h"
+
+namespace kiln::backends::onednn {
+
+namespace {
+
+float* asFloats(std::byte* p) {
+  return reinterpret_cast<float*>(p);
+}
+const int64_t* asInts(std::byte* p) {
+  return reinterpret_cast<const int64_t*>(p);
+}
+
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/// log_softmax of one row in double (the reference's loop).
+void logSoftmax(const float* z, int64_t k, double* out) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < k; ++j)
+    if (z[j] > mx || std::isnan(static_cast<double>(z[j]))) mx = z[j];
+  double sum = 0;
+  for (int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - mx);
+  const double lse = mx + std::log(sum);
+  for (int64_t j = 0; j < k; ++j) out[j] = z[j] - lse;
+}
+
+/// The smoothed target row t~ = (1 - s) t + s / k (ids already checked).
+void smoothedTarget(std::byte* targets, bool ids, int64_t row, int64_t k, double s, double* out) {
+  if (ids) {
+    std::fill_n(out, k, s / static_cast<double>(k));
+    out[asInts(targets)[row]] += 1.0 - s;
+    return;
+  }
+  const float* t = asFloats(targets) + row * k;
+  for (int64_t j = 0; j < k; ++j) out[j] = (1.0 - s) * t[j] + s / static_cast<double>(k);
+}
+
+/// The first maximum of a row (a NaN counts as the maximum, as in torch.argmax).
+int64_t argmax(const float* row, int64_t k) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < k; ++j) {
+    const float v = row[j], b = row[best];
+    if (!std::isnan(b) && (v > b || std::isnan(v))) best = j;
+  }
+  return best;
+}
+
+}  // namespace
+
+Kernel maskedDropoutKernel(int64_t n, int64_t block, double p, int64_t seedAttr, bool seedOperand) {
+  return [=](std::span<std::byte* const> args) {
+    const float* x = asFloats(args[0]);
+    float* y = asFloats(args[seedOperand ? 2 : 1]);
+    uint64_t seed = static_cast<uint64_t>(seedAttr);
+    if (seedOperand)
+      seed = splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(asInts(args[1])[0]));
+    std::mt19937_64 rng(seed);
+    const float scale = static_cast<float>(1.0 / (1.0 - p));
+    for (int64_t b = 0; b < n; b += block) {
+      const bool kept = static_cast<double>(rng() >> 11) * 0x1.0p-53 >= p;
+      const int64_t end = std::min(n, b + block);
+      for (int64_t i = b; i < end; ++i) y[i] = kept ? x[i] * scale : 0.0f;
+    }
+  };
+}
+
+Kernel runningStatsKernel(int64_t channels, int64_t count, double momentum) {
+  return [=](std::span<std::byte* const> args) {
+    const float* runMean = asFloats(args[0]);
+    const float* runVar = asFloats(args[1]);
+    const float* mean = asFloats(args[2]);
+    const float* var = asFloats(args[3]);
+    float* newMean = asFloats(args[4]);
+    float* newVar = asFloats(args[5]);
+    const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+    for (int64_t j = 0; j < channels; ++j) {
+      const double m = mean[j], v = var[j] * unbias;
+      newMean[j] = static_cast<float>((1 - momentum) * runMean[j] + momentum * m);
+      newVar[j] = static_cast<float>((1 - momentum) * runVar[j] + momentum * v);
+    }
+  };
+}
+
+Check classIdCheck(int64_t n, int64_t k, Loc loc, std::string op) {
+  return [=](std::span<std::byte* const> args) -> Status {
+    const int64_t* ids = asInts(args[0]);
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[i] < 0 || ids[i] >= k)
+        return error(loc, "{}: class id {} of row {} is outside [0, {})", op, ids[i], i, k);
+    return Status::ok();
+  };
+}
+
+Kernel softmaxCrossEntropyKernel(int64_t n, int64_t k, double smoothing, bool ids) {
+  return [=](std::span<std::byte* const> args) {
+    const float* logits = asFloats(args[0]);
+    double total = 0;
+    double* logp = reinterpret_cast<double*>(args[3]);
+    double* t = logp + k;
+    for (int64_t i = 0; i < n; ++i) {
+      logSoftmax(logits + i * k, k, logp);
+      smoothedTarget(args[1], ids, i, k, smoothing, t);
+      for (int64_t j = 0; j < k; ++j)
+        if (t[j] != 0) total -= t[j] * logp[j];
+    }
+    asFloats(args[2])[0] = static_cast<float>(total / static_cast<double>(n));
+  };
+}
+
+Kernel softmaxCrossEntropyBackwardKernel(int64_t n, int64_t k, double smoothing, bool ids) {
+  return [=](std::span<std::byte* const> args) {
+    const double scale = static_cast<double>(asFloats(args[0])[0]) / static_cast<double>(n);
+    const float* logits = asFloats(args[1]);
+    float* dz = asFloats(args[3]);
+    double* logp = reinterpret_cast<double*>(args[4]);
+    double* t = logp + k;
+    for (int64_t i = 0; i < n; ++i) {
+      logSoftmax(logits + i * k, k, logp);
+      smoothedTarget(args[2], ids, i, k, smoothing, t);
+      double mass = 0;
+      for (int64_t j = 0; j < k; ++j) mass += t[j];
+      for (int64_t j = 0; j < k; ++j)
+        dz[i * k + j] = static_cast<float>(scale * (std::exp(logp[j]) * mass - t[j]));
+    }
+  };
+}
+
+Kernel countCorrectKernel(int64_t n, int64_t k, bool ids) {
+  return [=](std::span<std::byte* const> args) {
+    const float* logits = asFloats(args[0]);
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t want = ids ? asInts(args[1])[i] : argmax(asFloats(args[1]) + i * k, k);
+      if (k > 0 && argmax(logits + i * k, k) == want) ++correct;
+    }
+    std::memcpy(args[2], &correct, sizeof correct);
+  };
+}
+
+Kernel sgdKernel(int64_t count, double momentum, double weightDecay, bool nesterov, bool buffer) {
+  return [=](std::span<std::byte* const> args) {
+    const float* p = asFloats(args[0]);
+    const float* grad = asFloats(args[1]);
+    const float lr = asFloats(args[2])[0];
+    const float* buf = buffer ? asFloats(args[3]) : nullptr;
+    float* newP = asFloats(args[buffer ? 4 : 3]);
+    float* newBuf = buffer ? asFloats(args[5]) : nullptr;
+    const float wd = static_cast<float>(weightDecay), m = static_cast<float>(momentum);
+    const bool decay = weightDecay != 0.0;
+    // torch.optim.SGD: g += wd p; buf = m buf + g; d = nesterov ? g + m buf : buf; p -= lr d.
+    // Each element is read before it is written, so the results may alias p and buf.
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (int64_t i = 0; i < count; ++i) {
+      float g = decay ? grad[i] + wd * p[i] : grad[i];
+      if (buffer) {
+        const float b = m * buf[i] + g;
+        newBuf[i] = b;
+        g = nesterov ? g + m * b : b;
+      }
+      newP[i] = p[i] - lr * g;
+    }
+  };
+}
+
+Kernel hardSigmoidBackwardKernel(int64_t count, double alpha, double beta) {
+  return [=](std::span<std::byte* const> args) {
+    const float* dy = asFloats(args[0]);
+    const float* x = asFloats(args[1]);
+    float* dx = asFloats(args[2]);
+    const float a = static_cast<float>(alpha), b = static_cast<float>(beta);
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (int64_t i = 0; i < count; ++i) {
+      const float v = a * x[i] + b;
+      dx[i] = v > 0.0f && v < 1.0f ? dy[i] * a : 0.0f;
+    }
+  };
+}
+
+Kernel avgPoolBackwardKernel(const Dims& dyd, const Dims& dxd,
+                             const ir::AvgPool2dBackwardAttrs& a) {
+  const int64_t planes = dxd[0] * dxd[1], h = dxd[2], w = dxd[3], oh = dyd[2], ow = dyd[3];
+  return [=](std::span<std::byte* const> args) {
+    const float* dy = asFloats(args[0]);
+    float* dx = asFloats(args[1]);
+    std::fill_n(dx, planes * h * w, 0.0f);
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const float* dyp = dy + plane * oh * ow;
+      float* dxp = dx + plane * h * w;
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          int64_t y0 = oy * a.stride[0] - a.pad[0];
+          int64_t y1 = std::min(y0 + a.kernel[0], h + a.pad[2]);
+          int64_t x0 = ox * a.stride[1] - a.pad[1];
+          int64_t x1 = std::min(x0 + a.kernel[1], w + a.pad[3]);
+          const int64_t padded = (y1 - y0) * (x1 - x0);
+          y0 = std::max<int64_t>(y0, 0);
+          y1 = std::min(y1, h);
+          x0 = std::max<int64_t>(x0, 0);
+          x1 = std::min(x1, w);
+          if (y0 >= y1 || x0 >= x1) continue;
+          const int64_t divisor = a.count_include_pad ? padded : (y1 - y0) * (x1 - x0);
+          const float share = dyp[oy * ow + ox] / static_cast<float>(divisor);
+          for (int64_t iy = y0; iy < y1; ++iy)
+            for (int64_t ix = x0; ix < x1; ++ix) dxp[iy * w + ix] += share;
+        }
+      }
+    }
+  };
+}
+
+Kernel batchNormTrainKernel(ChannelShape sh, double epsilon, double momentum) {
+  return [=](std::span<std::byte* const> args) {
+    const float* x = asFloats(args[0]);
+    const float* weight = asFloats(args[1]);
+    const float* bias = asFloats(args[2]);
+    const float* runMean = asFloats(args[3]);
+    const float* runVar = asFloats(args[4]);
+    float* y = asFloats(args[5]);
+    float* mean = asFloats(args[6]);
+    float* var = asFloats(args[7]);
+    float* newMean = asFloats(args[8]);
+    float* newVar = asFloats(args[9]);
+    const double count = static_cast<double>(sh.n * sh.inner);
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < sh.c; ++j) {
+      double sum = 0;
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const float* row = x + (i * sh.c + j) * sh.inner;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t k = 0; k < sh.inner; ++k) sum += row[k];
+      }
+      const double m = sum / count;
+      double sq = 0;
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const float* row = x + (i * sh.c + j) * sh.inner;
+#pragma omp simd reduction(+ : sq)
+        for (int64_t k = 0; k < sh.inner; ++k) sq += (row[k] - m) * (row[k] - m);
+      }
+      const double biased = sq / count;
+      const double scale = static_cast<double>(weight[j]) / std::sqrt(biased + epsilon);
+      const float fs = static_cast<float>(scale);
+      const float fb = static_cast<float>(bias[j] - m * scale);
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const float* row = x + (i * sh.c + j) * sh.inner;
+        float* out = y + (i * sh.c + j) * sh.inner;
+#pragma omp simd
+        for (int64_t k = 0; k < sh.inner; ++k) out[k] = row[k] * fs + fb;
+      }
+      mean[j] = static_cast<float>(m);
+      var[j] = static_cast<float>(biased);
+      newMean[j] = static_cast<float>((1 - momentum) * runMean[j] + momentum * m);
+      newVar[j] = static_cast<float>((1 - momentum) * runVar[j] + momentum * sq / (count - 1));
+    }
+  };
+}
+
+Kernel batchNormBackwardKernel(ChannelShape sh, double epsilon) {
+  return [=](std::span<std::byte* const> args) {
+    const float* dy = asFloats(args[0]);
+    const float* x = asFloats(args[1]);
+    const float* weight = asFloats(args[2]);
+    const float* mean = asFloats(args[3]);
+    const float* var = asFloats(args[4]);
+    float* dx = asFloats(args[5]);
+    float* dweight = asFloats(args[6]);
+    float* dbias = asFloats(args[7]);
+    const double count = static_cast<double>(sh.n * sh.inner);
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < sh.c; ++j) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(var[j]) + epsilon);
+      const float m = mean[j];
+      double sumDy = 0, sumDyXc = 0;  // sum dy, sum dy (x - mean)
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const size_t base = static_cast<size_t>((i * sh.c + j) * sh.inner);
+#pragma omp simd reduction(+ : sumDy, sumDyXc)
+        for (int64_t k = 0; k < sh.inner; ++k) {
+          sumDy += dy[base + k];
+          sumDyXc += static_cast<double>(dy[base + k]) * (x[base + k] - m);
+        }
+      }
+      const double sumDyXhat = sumDyXc * invstd;
+      // dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat))
+      const double k0 = weight[j] * invstd;
+      const float a = static_cast<float>(k0);
+      const float b = static_cast<float>(k0 * sumDy / count);
+      const float c = static_cast<float>(k0 * invstd * sumDyXhat / count);
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const size_t base = static_cast<size_t>((i * sh.c + j) * sh.inner);
+#pragma omp simd
+        for (int64_t k = 0; k < sh.inner; ++k)
+          dx[base + k] = a * dy[base + k] - b - c * (x[base + k] - m);
+      }
+      dweight[j] = static_cast<float>(sumDyXhat);
+      dbias[j] = static_cast<float>(sumDy);
+    }
+  };
+}
+
+Kernel copyKernel(int64_t bytes) {
+  return [bytes](std::span<std::byte* const> args) {
+    if (args[0] != args[1]) std::memcpy(args[1], args[0], static_cast<size_t>(bytes));
+  };
+}
+
+}  // namespace kiln::backends::onednn
