@@ -28,6 +28,11 @@ inline constexpr double kTrainStepVsReference = 1e-4;
 // carry the rounding of earlier updates through every batch-norm layer.
 inline constexpr double kTrainAlignFirstStep = 1e-4;
 inline constexpr double kTrainAlignLaterSteps = 5e-2;
+// Gradients and momentum buffers at steps 2-3 of that run: chaotic (lr 0.1 on batch 2 through
+// 20 BN layers over 8 values per channel in layer4), so float32 rounding of earlier steps
+// moves some BN gradients by 10-25 %; this bound still catches a wrong gradient rule
+// (relative error >= 1).
+inline constexpr double kTrainAlignLaterGradients = 0.5;
 // log-softmax of those logits (kiln predict's scores, logged): a logit error e moves each
 // log-probability by at most 2e.
 inline double logProbTolerance(double maxAbsLogit) {
