@@ -332,8 +332,9 @@ void checkRun(const TrainRun& run, const fs::path& dir) {
     double scale = 0;
     for (const auto& [name, t] : expected->entries())
       if (name.starts_with("grad:")) scale = std::max(scale, norm(t));
-    if (const ir::Tensor* gn = expected->find("grad_norm"))  // clipping: it clipped
+    if (const ir::Tensor* gn = expected->find("grad_norm")) {  // clipping: it clipped
       EXPECT_GT(gn->at(0), run.options.clipGradNorm) << "choose a smaller clipGradNorm";
+    }
     std::string worst;
     int zeros = 0;
     for (auto& [name, err] : errors) {
