@@ -13,6 +13,7 @@
 #include "ir/module.h"
 #include "ir/parser.h"
 #include "passes/autodiff.h"
+#include "passes/pass_manager.h"
 #include "tests/tolerance.h"
 
 namespace kiln::passes {
@@ -285,6 +286,30 @@ TEST(TrainStepOptimizers, ClippingBelowTheNormChangesNothing) {
   for (const auto& [name, t] : a.entries())
     for (int64_t e = 0; e < t.numElements(); ++e)
       ASSERT_EQ(b.find(name)->at(e), t.at(e)) << name;
+}
+
+TEST(TrainStepOptimizers, O2KeepsEveryStateOutput) {
+  // The Apply step zeroes several accumulators of one shape with equal constants; -O2's CSE
+  // must not merge them, or the merged outputs lose their `new:` names and those
+  // accumulators would never be reset.
+  const ir::Module forward = module(kBnNet);
+  TrainStepOptions o;
+  o.optimizer = Optimizer::AdamW;
+  o.clipGradNorm = 1;
+  o.emaDecay = 0.9;
+  o.accum = Accum::Apply;
+  o.accumSteps = 2;
+  Expected<ir::Module> step = buildTrainStep(forward, o);
+  ASSERT_TRUE(step.isOk()) << step.message();
+  ir::Module optimized = step->clone();
+  backends::reference::ReferenceEvaluator evaluator;
+  PassManagerOptions options;
+  options.passes = defaultPipeline();
+  options.verifyEach = true;
+  PassManager pm(options, PassEnv{&evaluator}, nullptr);
+  Status st = pm.run(optimized);
+  ASSERT_TRUE(st.isOk()) << st.message();
+  EXPECT_EQ(outputNames(optimized.graph), outputNames(step->graph));
 }
 
 TEST(TrainStepOptimizers, RejectsBadOptions) {
