@@ -136,8 +136,8 @@ inline constexpr std::string_view kGradAccSuffix = ".grad_acc";
 ///    ones (RMSpropTF's square_avg), a copy of the weight (ema, as ModelEmaV2 copies the model);
 ///  - outputs: `loss`, `correct` (countCorrect), `grad_norm` (clipping), then `new:<name>`
 ///    for every param, BN running statistic and buffer the step updates, in declaration
-///    order (forward weights, then optimizer.step, then the per-param buffers, then the EMA
-///    buffers), then `grad:<param>` (outputGradients).
+///    order (forward weights, then the `grad_acc` accumulators, `optimizer.step`, the
+///    per-param optimizer buffers, the EMA buffers), then `grad:<param>` (outputGradients).
 /// The store is the forward store plus the new buffers.
 Expected<ir::Module> buildTrainStep(const ir::Module& forward, const TrainStepOptions& options);
 
