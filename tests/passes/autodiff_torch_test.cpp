@@ -110,7 +110,7 @@ TrainStepOptions with(TrainStepOptions o, F change) {
   return o;
 }
 
-const std::vector<TrainRun>& runs() {
+const std::vector<TrainRun>& optimizerRuns() {
   const TrainStepOptions plain = options(0.0, 0.9, 0.0, false, false, false);
   static const std::vector<TrainRun> kRuns{
       // timm's RMSpropTF as EfficientNet trains with it, and ModelEmaV2
@@ -166,7 +166,12 @@ const std::vector<TrainRun>& runs() {
               o.emaDecay = 0.5;
               o.outputGradients = false;
             }),
-       false, 2, 2},
+       false, 2, 2}};
+  return kRuns;
+}
+
+const std::vector<TrainRun>& runs() {
+  static const std::vector<TrainRun> kRuns{
       {"tiny_nesterov", "tiny", 8,
        "--label-smoothing 0.1 --momentum 0.9 --weight-decay 5e-4 --nesterov --no-bias-decay",
        options(0.1, 0.9, 5e-4, true, true, false)},
@@ -389,6 +394,11 @@ void checkRuns(const std::vector<TrainRun>& runs) {
 // ctest runs each test in its own process: one test for all the small runs.
 TEST(TrainStepVsTorch, TinyNetsAndResNet20) {
   checkRuns(runs());
+}
+
+// RMSpropTF, RMSprop, AdamW, clipping, EMA and accumulation on the tiny nets.
+TEST(TrainStepVsTorch, OptimizersClippingEmaAccumulation) {
+  checkRuns(optimizerRuns());
 }
 
 TEST(TrainStepVsTorch, EfficientNetB0) {
