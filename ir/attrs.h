@@ -291,6 +291,37 @@ struct SgdAttrs {
                                             field("nesterov", &SgdAttrs::nesterov)};
 };
 
+/// rmsprop_update: timm's RMSpropTF (`tf`: eps inside the square root, square_avg starting at
+/// ones, the learning rate inside the momentum buffer) or torch.optim.RMSprop (not centered).
+struct RmsPropAttrs {
+  double alpha = 0.9;
+  double eps = 1e-3;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  bool tf = true;
+  static constexpr auto fields = std::tuple{
+      field("alpha", &RmsPropAttrs::alpha), field("eps", &RmsPropAttrs::eps),
+      field("momentum", &RmsPropAttrs::momentum),
+      field("weight_decay", &RmsPropAttrs::weight_decay), field("tf", &RmsPropAttrs::tf)};
+};
+
+/// adamw_update: torch.optim.AdamW (decoupled weight decay, bias correction, not amsgrad).
+struct AdamWAttrs {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  static constexpr auto fields = std::tuple{
+      field("beta1", &AdamWAttrs::beta1), field("beta2", &AdamWAttrs::beta2),
+      field("eps", &AdamWAttrs::eps), field("weight_decay", &AdamWAttrs::weight_decay)};
+};
+
+/// ema_update: timm's ModelEmaV2, ema = decay * ema + (1 - decay) * value.
+struct EmaAttrs {
+  double decay = 0.9999;
+  static constexpr auto fields = std::tuple{field("decay", &EmaAttrs::decay)};
+};
+
 // Every attribute struct but NoAttrs, once; `Attrs` is the variant a node holds.
 #define KILN_ATTR_STRUCTS(X)   \
   X(Conv2dAttrs)               \
@@ -315,7 +346,10 @@ struct SgdAttrs {
   X(AvgPool2dBackwardAttrs)    \
   X(ReduceAttrs)               \
   X(CrossEntropyAttrs)         \
-  X(SgdAttrs)
+  X(SgdAttrs)                  \
+  X(RmsPropAttrs)              \
+  X(AdamWAttrs)                \
+  X(EmaAttrs)
 
 #define KILN_ATTR_VARIANT_MEMBER(S) , S
 using Attrs = std::variant<NoAttrs KILN_ATTR_STRUCTS(KILN_ATTR_VARIANT_MEMBER)>;

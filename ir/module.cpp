@@ -48,7 +48,7 @@ Status checkWeightBinding(const Graph& g, const WeightStore& store, bool strict)
 
 namespace {
 
-enum class InitRule { Uniform, Zeros, Ones };
+enum class InitRule { Uniform, Zeros, Ones, CopyOfAveraged };
 
 struct WeightUse {
   InitRule rule = InitRule::Uniform;
@@ -74,6 +74,16 @@ WeightUse weightUse(const Graph& g, const Value* w) {
         case OpKind::SgdUpdate:
           if (i == 3) return {InitRule::Zeros, 0};  // momentum buffer
           break;
+        case OpKind::RmsPropUpdate:  // square_avg: ones for RMSpropTF, zeros for torch's
+          if (i == 3) return {n->attrs<RmsPropAttrs>().tf ? InitRule::Ones : InitRule::Zeros, 0};
+          if (i == 4) return {InitRule::Zeros, 0};  // momentum buffer
+          break;
+        case OpKind::AdamWUpdate:  // exp_avg, exp_avg_sq, step count
+          if (i >= 3) return {InitRule::Zeros, 0};
+          break;
+        case OpKind::EmaUpdate:  // the average starts as a copy of the weight it follows
+          if (i == 0) return {InitRule::CopyOfAveraged, 0};
+          break;
         default: break;
       }
     }
@@ -85,10 +95,15 @@ WeightUse weightUse(const Graph& g, const Value* w) {
 
 void initMissingWeights(const Graph& g, WeightStore& store, uint64_t seed) {
   std::mt19937_64 rng(seed);
+  std::vector<const Value*> averages;
   for (const Value* v : g.weights()) {
     if (store.contains(v->name())) continue;
     Tensor t = Tensor::zeros(v->type());
     const WeightUse use = weightUse(g, v);
+    if (use.rule == InitRule::CopyOfAveraged) {
+      averages.push_back(v);
+      continue;
+    }
     // torch's default: kaiming_uniform(a=sqrt(5)) → U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(use.fanIn, 1)));
     std::uniform_real_distribution<double> dist(-bound, bound);
@@ -98,6 +113,15 @@ void initMissingWeights(const Graph& g, WeightStore& store, uint64_t seed) {
       else if (t.dtype() == DType::F64) t.data<double>()[i] = x;
     }
     store.set(v->name(), std::move(t));
+  }
+  // An EMA buffer `<name>.ema` (passes/autodiff.h) starts as a copy of `<name>`, once that
+  // has its values (zeros when there is no such weight).
+  for (const Value* v : averages) {
+    const std::string_view name = v->name();
+    const Tensor* src =
+        name.ends_with(".ema") ? store.find(std::string(name.substr(0, name.size() - 4))) : nullptr;
+    const bool same = src && src->dtype() == v->type().dtype && src->shape() == v->type().shape;
+    store.set(v->name(), same ? *src : Tensor::zeros(v->type()));
   }
 }
 

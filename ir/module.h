@@ -23,8 +23,8 @@ struct Module {
 Status checkWeightBinding(const Graph& g, const WeightStore& store, bool strict);
 
 /// Adds deterministic random values for weights the store lacks (seeded, Kaiming-uniform for
-/// params like torch's default init, zeros for means and momentum buffers, ones for variances
-/// / BN scales).
+/// params like torch's default init, zeros for means and optimizer buffers, ones for variances
+/// / BN scales and RMSpropTF's square_avg, a copy of `<name>` for an EMA buffer `<name>.ema`).
 void initMissingWeights(const Graph& g, WeightStore& store, uint64_t seed);
 
 }  // namespace kiln::ir

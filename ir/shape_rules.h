@@ -60,6 +60,10 @@ Status inferSoftmaxCrossEntropyBackward(const OpContext& c, const CrossEntropyAt
                                         Results& out);
 Status inferCountCorrect(const OpContext& c, const NoAttrs&, Results& out);
 Status inferSgdUpdate(const OpContext& c, const SgdAttrs& a, Results& out);
+Status inferRmsPropUpdate(const OpContext& c, const RmsPropAttrs& a, Results& out);
+Status inferAdamWUpdate(const OpContext& c, const AdamWAttrs& a, Results& out);
+Status inferEmaUpdate(const OpContext& c, const EmaAttrs& a, Results& out);
+Status inferGlobalNorm(const OpContext& c, const NoAttrs&, Results& out);
 
 // ---- cost rules (cost_rules.cpp) ----
 // Counts saturate at INT64_MAX instead of overflowing (a graph within the limits of
@@ -96,6 +100,8 @@ Cost costPerInputElement(const OpContext& c, const A&, ResultTypes) {
 }
 Cost costBatchNormTrain(const OpContext& c, const BatchNormTrainAttrs& a, ResultTypes r);
 Cost costBatchNormBackward(const OpContext& c, const BatchNormAttrs& a, ResultTypes r);
+/// Two operations per element of every operand (square, add).
+Cost costGlobalNorm(const OpContext& c, const NoAttrs&, ResultTypes r);
 Cost costConv2dBackwardData(const OpContext& c, const Conv2dBackwardDataAttrs& a, ResultTypes r);
 Cost costConv2dBackwardWeight(const OpContext& c, const Conv2dBackwardWeightAttrs& a,
                               ResultTypes r);

@@ -1,5 +1,5 @@
 // Shape and cost rules of the training ops: batch_norm_train, the backward ops, reduce_sum,
-// the loss, count_correct and sgd_update.
+// the loss, count_correct, the optimizer updates (sgd, rmsprop, adamw, ema) and global_norm.
 #include <algorithm>
 #include <cmath>
 
@@ -286,13 +286,39 @@ Status inferCountCorrect(const OpContext& c, const NoAttrs&, Results& out) {
   return Status::ok();
 }
 
-Status inferSgdUpdate(const OpContext& c, const SgdAttrs& a, Results& out) {
+namespace {
+
+/// The operands every optimizer update starts with: param (float, static), grad (same type)
+/// and lr (a scalar of their dtype).
+Status expectParamGradLr(const OpContext& c) {
   KILN_TRY(expectFloat(c, 0));
   if (!c.in[0].shape.isStatic())
     return error(c.loc, "{}: parameter {} must have a static shape, got {}", c.op, c.operandName(0),
                  c.in[0].str());
   KILN_TRY(expectSameType(c, 1, 0));
-  KILN_TRY(expectScalar(c, 2, c.in[0].dtype));
+  return expectScalar(c, 2, c.in[0].dtype);
+}
+
+/// An attribute that must be finite and in [lo, hi) (hiOpen) or [lo, hi].
+Status checkRange(const OpContext& c, std::string_view name, double v, double lo, double hi,
+                  bool hiOpen) {
+  if (!(v >= lo && (hiOpen ? v < hi : v <= hi)) || std::isinf(v))
+    return error(c.loc, "{}: {} must be in [{}, {}{}, got {}", c.op, name, lo, hi,
+                 hiOpen ? ")" : "]", v);
+  return Status::ok();
+}
+
+/// An attribute that must be finite and >= 0.
+Status checkNonNegative(const OpContext& c, std::string_view name, double v) {
+  if (!(v >= 0.0) || std::isinf(v))
+    return error(c.loc, "{}: {} must be finite and >= 0, got {}", c.op, name, v);
+  return Status::ok();
+}
+
+}  // namespace
+
+Status inferSgdUpdate(const OpContext& c, const SgdAttrs& a, Results& out) {
+  KILN_TRY(expectParamGradLr(c));
   if (!(a.momentum >= 0.0) || !(a.weight_decay >= 0.0) || std::isinf(a.momentum) ||
       std::isinf(a.weight_decay))
     return error(c.loc, "{}: momentum and weight_decay must be finite and >= 0, got {} and {}",
@@ -312,7 +338,68 @@ Status inferSgdUpdate(const OpContext& c, const SgdAttrs& a, Results& out) {
   return Status::ok();
 }
 
+Status inferRmsPropUpdate(const OpContext& c, const RmsPropAttrs& a, Results& out) {
+  KILN_TRY(expectParamGradLr(c));
+  KILN_TRY(checkRange(c, "alpha", a.alpha, 0.0, 1.0, /*hiOpen=*/false));
+  KILN_TRY(checkNonNegative(c, "eps", a.eps));
+  KILN_TRY(checkNonNegative(c, "momentum", a.momentum));
+  KILN_TRY(checkNonNegative(c, "weight_decay", a.weight_decay));
+  const bool hasBuffer = c.in.size() == 5;
+  if (hasBuffer != (a.momentum != 0.0))
+    return error(c.loc, "{}: {}", c.op,
+                 hasBuffer ? "a momentum buffer is given but momentum is 0"
+                           : "momentum > 0 needs the momentum buffer as operand 4");
+  KILN_TRY(expectSameType(c, 3, 0));
+  out.push_back(c.in[0]);
+  out.push_back(c.in[3]);
+  if (hasBuffer) {
+    KILN_TRY(expectSameType(c, 4, 0));
+    out.push_back(c.in[4]);
+  }
+  return Status::ok();
+}
+
+Status inferAdamWUpdate(const OpContext& c, const AdamWAttrs& a, Results& out) {
+  KILN_TRY(expectParamGradLr(c));
+  KILN_TRY(checkRange(c, "beta1", a.beta1, 0.0, 1.0, /*hiOpen=*/true));
+  KILN_TRY(checkRange(c, "beta2", a.beta2, 0.0, 1.0, /*hiOpen=*/true));
+  KILN_TRY(checkNonNegative(c, "eps", a.eps));
+  KILN_TRY(checkNonNegative(c, "weight_decay", a.weight_decay));
+  KILN_TRY(expectSameType(c, 3, 0));
+  KILN_TRY(expectSameType(c, 4, 0));
+  KILN_TRY(expectScalar(c, 5, c.in[0].dtype));
+  out.push_back(c.in[0]);
+  out.push_back(c.in[3]);
+  out.push_back(c.in[4]);
+  return Status::ok();
+}
+
+Status inferEmaUpdate(const OpContext& c, const EmaAttrs& a, Results& out) {
+  KILN_TRY(expectFloat(c, 0));
+  KILN_TRY(expectSameType(c, 1, 0));
+  KILN_TRY(checkRange(c, "decay", a.decay, 0.0, 1.0, /*hiOpen=*/false));
+  out.push_back(c.in[0]);
+  return Status::ok();
+}
+
+Status inferGlobalNorm(const OpContext& c, const NoAttrs&, Results& out) {
+  KILN_TRY(expectFloat(c, 0));
+  for (size_t i = 1; i < c.in.size(); ++i)
+    if (c.in[i].dtype != c.in[0].dtype)
+      return error(c.loc, "{}: {} has dtype {}, expected {} like {}", c.op, c.operandName(i),
+                   dtypeName(c.in[i].dtype), dtypeName(c.in[0].dtype), c.operandName(0));
+  out.push_back(scalarOf(c.in[0].dtype));
+  return Status::ok();
+}
+
 // ---- costs ----
+
+Cost costGlobalNorm(const OpContext& c, const NoAttrs&, ResultTypes) {
+  Cost cost;
+  for (const TensorType& t : c.in)
+    cost.flops = saturatingAdd(cost.flops, saturatingMul(2, t.shape.numElements(1)));
+  return cost;
+}
 
 Cost costBatchNormTrain(const OpContext&, const BatchNormTrainAttrs&, ResultTypes r) {
   // statistics (2 per element) plus the normalization (2 per element)

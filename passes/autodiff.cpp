@@ -1,4 +1,5 @@
-// autodiff: the reverse walk over the op table's gradient rules, and the train step.
+// autodiff: the reverse walk over the op table's gradient rules, and the train step (loss,
+// gradients, accumulation, clipping, the optimizer update and EMA).
 #include "passes/autodiff.h"
 
 #include <cmath>
@@ -149,7 +150,37 @@ Status checkOptions(const TrainStepOptions& o) {
   if (o.nesterov && o.momentum == 0.0) return error("train step: nesterov needs a momentum > 0");
   if (!(o.bnMomentum >= 0.0 && o.bnMomentum <= 1.0))
     return error("train step: batch norm momentum must be in [0, 1], got {}", o.bnMomentum);
+  if (o.nesterov && o.optimizer != Optimizer::Sgd)
+    return error("train step: nesterov is an SGD option");
+  if (!(o.rmsAlpha >= 0.0 && o.rmsAlpha <= 1.0))
+    return error("train step: RMSProp alpha must be in [0, 1], got {}", o.rmsAlpha);
+  if (!(o.eps >= 0.0) || std::isinf(o.eps))
+    return error("train step: eps must be finite and >= 0, got {}", o.eps);
+  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0) || !(o.beta2 >= 0.0 && o.beta2 < 1.0))
+    return error("train step: AdamW betas must be in [0, 1), got {} and {}", o.beta1, o.beta2);
+  if (!(o.clipGradNorm >= 0.0) || std::isinf(o.clipGradNorm))
+    return error("train step: the gradient clipping norm must be finite and >= 0 (0: off), got {}",
+                 o.clipGradNorm);
+  if (!(o.emaDecay >= 0.0 && o.emaDecay <= 1.0))
+    return error("train step: the EMA decay must be in [0, 1] (0: off), got {}", o.emaDecay);
+  if (o.accumSteps < 1)
+    return error("train step: gradient accumulation needs accumSteps >= 1, got {}", o.accumSteps);
+  if (o.accum == TrainStepOptions::Accum::None && o.accumSteps != 1)
+    return error(
+        "train step: accumSteps is {} but accum is None; build an Accumulate and an Apply "
+        "step",
+        o.accumSteps);
   return Status::ok();
+}
+
+/// A tensor of ones (float dtypes).
+ir::Tensor ones(const ir::TensorType& type) {
+  ir::Tensor t = ir::Tensor::zeros(type);
+  for (int64_t i = 0; i < t.numElements(); ++i) {
+    if (t.dtype() == ir::DType::F32) t.data<float>()[i] = 1.0f;
+    if (t.dtype() == ir::DType::F64) t.data<double>()[i] = 1.0;
+  }
+  return t;
 }
 
 /// Replaces `old` by a node of `kind` with new operands and attributes (same location,
@@ -183,7 +214,7 @@ class TrainStepBuilder {
       return error("train step: the output of graph @{} must be float logits [N, classes], got {}",
                    g_.name(), lt.str());
     const Loc lossLoc = logits->producer() ? logits->producer()->loc() : logits->loc();
-    for (const char* name : {"labels", "lr", "seed", "loss", "correct"})
+    for (const char* name : {"labels", "lr", "seed", "loss", "correct", "grad_norm"})
       if (g_.findValue(name))
         return error("train step: graph @{} already has a value named %{}", g_.name(), name);
 
@@ -207,19 +238,21 @@ class TrainStepBuilder {
       outputs.push_back(correct->result());
     }
 
-    std::vector<Value*> params;
-    for (Value* w : g_.weights())
-      if (w->kind() == ir::ValueKind::Param && ir::isFloat(w->type().dtype)) params.push_back(w);
+    std::vector<Value*> params, modelWeights;
+    for (Value* w : g_.weights()) {
+      if (!ir::isFloat(w->type().dtype)) continue;
+      modelWeights.push_back(w);
+      if (w->kind() == ir::ValueKind::Param) params.push_back(w);
+    }
     KILN_ASSIGN_OR_RETURN(
         Node * one,
         g_.createNode(OpKind::Constant, {}, ir::ConstantAttrs{{1.0}, {}, lt.dtype}, lossLoc));
     const GradSeed seed{loss->result(), one->result()};
     KILN_ASSIGN_OR_RETURN(std::vector<Value*> grads,
                           appendGradients(g_, std::span(&seed, 1), params));
-    for (size_t i = 0; i < params.size(); ++i)
-      if (grads[i]) KILN_TRY(update(params[i], grads[i]));
+    KILN_TRY(optimize(params, grads, modelWeights, lossLoc, outputs));
 
-    // new:<name> outputs in declaration order (momentum buffers were declared last).
+    // new:<name> outputs in declaration order (state buffers were declared last).
     for (const Value* w : g_.weights()) {
       auto it = updates_.find(w);
       if (it == updates_.end()) continue;
@@ -283,24 +316,152 @@ class TrainStepBuilder {
     return Status::ok();
   }
 
-  Status update(Value* p, Value* grad) {
-    ir::SgdAttrs a;
-    a.momentum = o_.momentum;
-    a.nesterov = o_.nesterov;
-    a.weight_decay = o_.noDecayOnBnAndBias && p->type().shape.rank() == 1 ? 0.0 : o_.weightDecay;
-    std::vector<Value*> operands{p, grad, lr_};
-    Value* buffer = nullptr;
-    if (o_.momentum != 0.0) {
-      const std::string name = p->name() + ".momentum_buffer";
-      if (g_.findValue(name)) return error(p->loc(), "train step: %{} already exists", name);
-      buffer = g_.addWeight(ir::ValueKind::Buffer, name, p->type(), p->loc());
-      if (m_.weights.contains(p->name()) && !m_.weights.contains(name))
-        m_.weights.set(name, ir::Tensor::zeros(p->type()));
-      operands.push_back(buffer);
+  /// A scalar constant of the lr's dtype.
+  Expected<Value*> scalar(double v, const Loc& loc) {
+    KILN_ASSIGN_OR_RETURN(
+        Node * c, g_.createNode(OpKind::Constant, {},
+                                ir::ConstantAttrs{{v}, {}, lr_->type().dtype}, loc));
+    return c->result();
+  }
+
+  Expected<Value*> binary(OpKind kind, Value* a, Value* b, const Loc& loc) {
+    KILN_ASSIGN_OR_RETURN(Node * n, g_.createNode(kind, {a, b}, ir::NoAttrs{}, loc));
+    return n->result();
+  }
+
+  /// Declares the buffer `<w><suffix>` of w's type; the store gets `init` for it when it holds
+  /// w (and not the buffer already).
+  Expected<Value*> addState(const Value* w, std::string_view suffix, const ir::Tensor& init) {
+    const std::string name = w->name() + std::string(suffix);
+    if (g_.findValue(name)) return error(w->loc(), "train step: %{} already exists", name);
+    Value* b = g_.addWeight(ir::ValueKind::Buffer, name, w->type(), w->loc());
+    if (m_.weights.contains(w->name()) && !m_.weights.contains(name)) m_.weights.set(name, init);
+    return b;
+  }
+
+  /// Accumulation, clipping, the updates and EMA for the params that have a gradient.
+  Status optimize(const std::vector<Value*>& params, const std::vector<Value*>& grads,
+                  const std::vector<Value*>& modelWeights, const Loc& loc,
+                  std::vector<Value*>& outputs) {
+    using Accum = TrainStepOptions::Accum;
+    std::vector<Value*> ps, gs;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!grads[i]) continue;
+      ps.push_back(params[i]);
+      gs.push_back(grads[i]);
     }
-    KILN_ASSIGN_OR_RETURN(Node * n, g_.createNode(OpKind::SgdUpdate, operands, a, p->loc()));
+    if (o_.accum != Accum::None) {
+      KILN_ASSIGN_OR_RETURN(Value * k, scalar(static_cast<double>(o_.accumSteps), loc));
+      for (size_t i = 0; i < ps.size(); ++i) {
+        const ir::TensorType& t = ps[i]->type();
+        KILN_ASSIGN_OR_RETURN(Value * acc, addState(ps[i], kGradAccSuffix, ir::Tensor::zeros(t)));
+        KILN_ASSIGN_OR_RETURN(Value * sum, binary(OpKind::Add, acc, gs[i], ps[i]->loc()));
+        if (o_.accum == Accum::Accumulate) {
+          KILN_TRY(stateUpdate(acc, sum, ps[i]->loc()));
+          continue;
+        }
+        KILN_ASSIGN_OR_RETURN(gs[i], binary(OpKind::Div, sum, k, ps[i]->loc()));
+        std::vector<int64_t> dims(t.shape.dims().begin(), t.shape.dims().end());
+        KILN_ASSIGN_OR_RETURN(Node * zeros,
+                              g_.createNode(OpKind::Constant, {},
+                                            ir::ConstantAttrs{{0.0}, dims, t.dtype}, ps[i]->loc()));
+        KILN_TRY(stateUpdate(acc, zeros->result(), ps[i]->loc()));
+      }
+      if (o_.accum == Accum::Accumulate) return Status::ok();
+    }
+    if (o_.clipGradNorm > 0 && !gs.empty()) {
+      // torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (||all g||_2 + 1e-6)).
+      KILN_ASSIGN_OR_RETURN(Node * norm, g_.createNode(OpKind::GlobalNorm, gs, ir::NoAttrs{}, loc));
+      norm->result()->setName(std::string(kGradNormOutput));
+      outputs.push_back(norm->result());
+      KILN_ASSIGN_OR_RETURN(Value * tiny, scalar(1e-6, loc));
+      KILN_ASSIGN_OR_RETURN(Value * maxNorm, scalar(o_.clipGradNorm, loc));
+      KILN_ASSIGN_OR_RETURN(Value * denom, binary(OpKind::Add, norm->result(), tiny, loc));
+      KILN_ASSIGN_OR_RETURN(Value * ratio, binary(OpKind::Div, maxNorm, denom, loc));
+      KILN_ASSIGN_OR_RETURN(Node * coef,
+                            g_.createNode(OpKind::Clip, {ratio}, ir::ClipAttrs{0.0, 1.0}, loc));
+      for (Value*& g : gs) {
+        KILN_ASSIGN_OR_RETURN(g, binary(OpKind::Mul, g, coef->result(), loc));
+      }
+    }
+    if (o_.optimizer == Optimizer::AdamW && !ps.empty()) {
+      // One step count for all params (declared before their buffers), incremented once.
+      const ir::TensorType t = lr_->type();
+      const std::string name(kStepBuffer);
+      if (g_.findValue(name)) return error(loc, "train step: %{} already exists", name);
+      step_ = g_.addWeight(ir::ValueKind::Buffer, name, t, loc);
+      if (m_.weights.contains(ps[0]->name()) && !m_.weights.contains(name))
+        m_.weights.set(name, ir::Tensor::zeros(t));
+      KILN_ASSIGN_OR_RETURN(Value * one, scalar(1.0, loc));
+      KILN_ASSIGN_OR_RETURN(Value * next, binary(OpKind::Add, step_, one, loc));
+      KILN_TRY(stateUpdate(step_, next, loc));
+    }
+    for (size_t i = 0; i < ps.size(); ++i) KILN_TRY(update(ps[i], gs[i]));
+    if (o_.emaDecay > 0) {
+      for (Value* w : modelWeights) {
+        auto it = updates_.find(w);
+        Value* value = it == updates_.end() ? w : it->second;
+        const ir::Tensor* init = m_.weights.find(w->name());
+        KILN_ASSIGN_OR_RETURN(
+            Value * ema, addState(w, kEmaSuffix, init ? *init : ir::Tensor::zeros(w->type())));
+        KILN_ASSIGN_OR_RETURN(Node * n, g_.createNode(OpKind::EmaUpdate, {ema, value},
+                                                      ir::EmaAttrs{o_.emaDecay}, w->loc()));
+        KILN_TRY(stateUpdate(ema, n->result(), w->loc()));
+      }
+    }
+    return Status::ok();
+  }
+
+  Status update(Value* p, Value* grad) {
+    const double wd =
+        o_.noDecayOnBnAndBias && p->type().shape.rank() == 1 ? 0.0 : o_.weightDecay;
+    const ir::Tensor zeros = ir::Tensor::zeros(p->type());
+    std::vector<Value*> operands{p, grad, lr_};
+    std::vector<Value*> state;  // the buffers, in operand order after lr
+    Node* n = nullptr;
+    switch (o_.optimizer) {
+      case Optimizer::Sgd: {
+        if (o_.momentum != 0.0) {
+          KILN_ASSIGN_OR_RETURN(Value * b, addState(p, kMomentumSuffix, zeros));
+          state.push_back(b);
+        }
+        operands.insert(operands.end(), state.begin(), state.end());
+        KILN_ASSIGN_OR_RETURN(
+            n, g_.createNode(OpKind::SgdUpdate, operands,
+                             ir::SgdAttrs{o_.momentum, wd, o_.nesterov}, p->loc()));
+        break;
+      }
+      case Optimizer::RmsPropTf:
+      case Optimizer::RmsProp: {
+        const bool tf = o_.optimizer == Optimizer::RmsPropTf;
+        const ir::Tensor sqInit = tf ? ones(p->type()) : zeros;
+        KILN_ASSIGN_OR_RETURN(Value * sq, addState(p, kSquareAvgSuffix, sqInit));
+        state.push_back(sq);
+        if (o_.momentum != 0.0) {
+          KILN_ASSIGN_OR_RETURN(Value * b, addState(p, kMomentumSuffix, zeros));
+          state.push_back(b);
+        }
+        operands.insert(operands.end(), state.begin(), state.end());
+        KILN_ASSIGN_OR_RETURN(
+            n, g_.createNode(OpKind::RmsPropUpdate, operands,
+                             ir::RmsPropAttrs{o_.rmsAlpha, o_.eps, o_.momentum, wd, tf}, p->loc()));
+        break;
+      }
+      case Optimizer::AdamW: {
+        KILN_ASSIGN_OR_RETURN(Value * m, addState(p, kExpAvgSuffix, zeros));
+        KILN_ASSIGN_OR_RETURN(Value * v, addState(p, kExpAvgSqSuffix, zeros));
+        state = {m, v};
+        operands.insert(operands.end(), state.begin(), state.end());
+        operands.push_back(step_);
+        KILN_ASSIGN_OR_RETURN(
+            n, g_.createNode(OpKind::AdamWUpdate, operands,
+                             ir::AdamWAttrs{o_.beta1, o_.beta2, o_.eps, wd}, p->loc()));
+        break;
+      }
+    }
     KILN_TRY(stateUpdate(p, n->result(0), p->loc()));
-    if (buffer) KILN_TRY(stateUpdate(buffer, n->result(1), p->loc()));
+    for (size_t i = 0; i < state.size(); ++i)
+      KILN_TRY(stateUpdate(state[i], n->result(i + 1), p->loc()));
     return Status::ok();
   }
 
@@ -309,6 +470,7 @@ class TrainStepBuilder {
   const TrainStepOptions& o_;
   Value* lr_ = nullptr;
   Value* seed_ = nullptr;
+  Value* step_ = nullptr;  // AdamW's optimizer.step
   std::unordered_map<const Value*, Value*> updates_;
 };
 

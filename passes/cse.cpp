@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ir/graph.h"
 #include "ir/module.h"
@@ -45,6 +46,22 @@ bool equivalent(const Node& a, const Node& b) {
   return true;
 }
 
+/// Whether merging `dup` into `keep` would drop the name of a graph output: the names of
+/// outputs are an interface (a train step's `new:<weight>` outputs say which weight each one
+/// replaces), and a value has one name, so two equal constants that are both named outputs
+/// (zeroed gradient accumulators) must stay two values.
+bool losesOutputName(const Node& keep, const Node& dup,
+                     const std::unordered_set<const Value*>& outputs) {
+  for (size_t i = 0; i < dup.numResults(); ++i) {
+    const Value* from = dup.result(i);
+    const Value* to = keep.result(i);
+    if (outputs.count(from) && !from->name().empty() && !to->name().empty() &&
+        from->name() != to->name())
+      return true;
+  }
+  return false;
+}
+
 /// Sends every use of `dup`'s results to `keep`'s and erases `dup`.
 void merge(ir::Graph& g, Node& keep, Node& dup) {
   for (size_t i = 0; i < dup.numResults(); ++i) {
@@ -65,6 +82,7 @@ Status Cse::run(ir::Module& module) {
   numMerged_ = 0;
   ir::Graph& g = module.graph;
   std::unordered_multimap<size_t, Node*> seen;
+  const std::unordered_set<const Value*> outputs(g.outputs().begin(), g.outputs().end());
   auto& nodes = g.nodes();
   // Only the node being visited is erased, after the iterator moved past it.
   for (auto it = nodes.begin(); it != nodes.end();) {
@@ -83,6 +101,7 @@ Status Cse::run(ir::Module& module) {
       seen.emplace(h, &n);
       continue;
     }
+    if (losesOutputName(*match, n, outputs)) continue;
     merge(g, *match, n);
     ++numMerged_;
   }

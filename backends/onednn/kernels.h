@@ -50,6 +50,20 @@ Kernel countCorrectKernel(int64_t n, int64_t k, bool ids);
 /// (dampening 0) elementwise; the results may share storage with param and buffer.
 Kernel sgdKernel(int64_t count, double momentum, double weightDecay, bool nesterov, bool buffer);
 
+/// args: {param, grad, lr [], square_avg, [buffer], new param, new square_avg, [new buffer]}:
+/// rmsprop_update (timm's RMSpropTF when `tf`, else torch.optim.RMSprop); the results may
+/// share storage with the operands they replace.
+Kernel rmsPropKernel(int64_t count, const ir::RmsPropAttrs& a, bool buffer);
+/// args: {param, grad, lr [], exp_avg, exp_avg_sq, step [], new param, new exp_avg,
+/// new exp_avg_sq}: torch.optim.AdamW (step: updates before this one); results may share
+/// storage as above.
+Kernel adamWKernel(int64_t count, const ir::AdamWAttrs& a);
+/// args: {ema, x, new ema}: decay ema + (1 - decay) x; new ema may share ema's storage.
+Kernel emaKernel(int64_t count, double decay);
+/// args: {x_1, ..., x_n, y []}: y = sqrt(sum of x_i^2) over the counts[i] floats of each x_i,
+/// accumulated in double.
+Kernel globalNormKernel(std::vector<int64_t> counts);
+
 /// args: {dy, x, dx}: dy * alpha where 0 < alpha x + beta < 1, else 0.
 Kernel hardSigmoidBackwardKernel(int64_t count, double alpha, double beta);
 

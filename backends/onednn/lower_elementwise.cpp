@@ -60,6 +60,8 @@ Status lowerBinary(LowerContext& ctx, algorithm alg, BinaryOp op) {
     }
     Md plain;
     slot = ctx.plainOperand(v, plain);
+    // A scalar's plain descriptor has no dims to reshape: view its one element as [1].
+    if (ctx.dims(v).empty()) plain = plainMd(Dims{1});
     return plain.reshape(alignedDims(ctx.dims(v), yd.size()));
   };
   if (first >= 0) {

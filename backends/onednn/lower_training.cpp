@@ -1,6 +1,7 @@
 // Lowering of the training ops (train steps from passes/autodiff): oneDNN primitives for the
 // convolution, batch-norm, pooling and activation gradients and for reduce_sum; kernels of
-// ours (train_kernels.cpp) for the masks, running statistics, loss, accuracy and SGD.
+// ours (train_kernels.cpp) for the masks, running statistics, loss, accuracy, the optimizer
+// updates (sgd, rmsprop, adamw, ema) and global_norm.
 //
 // batch_norm_train and batch_norm_backward on row-major (NCHW) activations are kernels of
 // ours: oneDNN 2.6 runs plain layouts with a scalar reference loop (ncsp_bnorm, ~8x slower
@@ -482,11 +483,12 @@ Status lower<OpKind::CountCorrect>(LowerContext& ctx) {
   return Status::ok();
 }
 
-template <>
-Status lower<OpKind::SgdUpdate>(LowerContext& ctx) {
-  const auto& a = ctx.attrs<SgdAttrs>();
-  const bool buffer = ctx.node().numOperands() == 4;
-  const Value* p = ctx.in(0);
+namespace {
+
+/// An optimizer update as one elementwise kernel of ours over row-major operands and results
+/// (every operand, then every result); its results may be written into the state they
+/// replace.
+Status lowerUpdate(LowerContext& ctx, Kernel kernel) {
   for (size_t i = 0; i < ctx.node().numResults(); ++i)
     if (!isRowMajor(ctx.type(ctx.result(i)).layout))
       return ctx.fail("results must be row-major, got {{{}}}",
@@ -494,9 +496,48 @@ Status lower<OpKind::SgdUpdate>(LowerContext& ctx) {
   std::vector<Slot> args;
   for (size_t i = 0; i < ctx.node().numOperands(); ++i) args.push_back(rowMajor(ctx, ctx.in(i)));
   for (size_t i = 0; i < ctx.node().numResults(); ++i) args.push_back(Slot::value(ctx.result(i)));
-  ctx.addKernel(sgdKernel(elements(ctx.dims(p)), a.momentum, a.weight_decay, a.nesterov, buffer),
-                std::move(args));
+  ctx.addKernel(std::move(kernel), std::move(args));
   ctx.setStateInPlace();
+  return Status::ok();
+}
+
+}  // namespace
+
+template <>
+Status lower<OpKind::SgdUpdate>(LowerContext& ctx) {
+  const auto& a = ctx.attrs<SgdAttrs>();
+  const bool buffer = ctx.node().numOperands() == 4;
+  return lowerUpdate(ctx, sgdKernel(elements(ctx.dims(ctx.in(0))), a.momentum, a.weight_decay,
+                                    a.nesterov, buffer));
+}
+
+template <>
+Status lower<OpKind::RmsPropUpdate>(LowerContext& ctx) {
+  const bool buffer = ctx.node().numOperands() == 5;
+  return lowerUpdate(
+      ctx, rmsPropKernel(elements(ctx.dims(ctx.in(0))), ctx.attrs<RmsPropAttrs>(), buffer));
+}
+
+template <>
+Status lower<OpKind::AdamWUpdate>(LowerContext& ctx) {
+  return lowerUpdate(ctx, adamWKernel(elements(ctx.dims(ctx.in(0))), ctx.attrs<AdamWAttrs>()));
+}
+
+template <>
+Status lower<OpKind::EmaUpdate>(LowerContext& ctx) {
+  return lowerUpdate(ctx, emaKernel(elements(ctx.dims(ctx.in(0))), ctx.attrs<EmaAttrs>().decay));
+}
+
+template <>
+Status lower<OpKind::GlobalNorm>(LowerContext& ctx) {
+  std::vector<Slot> args;
+  std::vector<int64_t> counts;
+  for (size_t i = 0; i < ctx.node().numOperands(); ++i) {
+    args.push_back(rowMajor(ctx, ctx.in(i)));
+    counts.push_back(elements(ctx.dims(ctx.in(i))));
+  }
+  args.push_back(Slot::value(ctx.result()));
+  ctx.addKernel(globalNormKernel(std::move(counts)), std::move(args));
   return Status::ok();
 }
 

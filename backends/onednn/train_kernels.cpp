@@ -1,5 +1,6 @@
 // The kernels of ours for train steps: dropout masks, running statistics, the loss and its
-// gradient, accuracy counts, SGD and the activation gradients oneDNN lacks. They follow the
+// gradient, accuracy counts, the optimizer updates (SGD, RMSProp, AdamW, EMA), the global
+// gradient norm and the activation gradients oneDNN lacks. They follow the
 // reference backend's formulas (backends/reference/train.cpp, dropout.cpp, norm.cpp) so that
 // the two backends agree to rounding.
 #include <algorithm>
@@ -174,6 +175,101 @@ Kernel sgdKernel(int64_t count, double momentum, double weightDecay, bool nester
       }
       newP[i] = p[i] - lr * g;
     }
+  };
+}
+
+Kernel rmsPropKernel(int64_t count, const ir::RmsPropAttrs& a, bool buffer) {
+  const float alpha = static_cast<float>(a.alpha), eps = static_cast<float>(a.eps);
+  const float m = static_cast<float>(a.momentum), wd = static_cast<float>(a.weight_decay);
+  const bool decay = a.weight_decay != 0.0, tf = a.tf;
+  return [=](std::span<std::byte* const> args) {
+    const float* p = asFloats(args[0]);
+    const float* grad = asFloats(args[1]);
+    const float lr = asFloats(args[2])[0];
+    const float* sq = asFloats(args[3]);
+    const float* buf = buffer ? asFloats(args[4]) : nullptr;
+    float* newP = asFloats(args[buffer ? 5 : 4]);
+    float* newSq = asFloats(args[buffer ? 6 : 5]);
+    float* newBuf = buffer ? asFloats(args[7]) : nullptr;
+    // The reference's formulas (backends/reference/train.cpp) in float; each element is read
+    // before it is written, so the results may alias their operands.
+    if (tf) {
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+      for (int64_t i = 0; i < count; ++i) {
+        const float g = decay ? grad[i] + wd * p[i] : grad[i];
+        const float s = sq[i] + (1.0f - alpha) * (g * g - sq[i]);
+        const float d = lr * g / std::sqrt(s + eps);
+        const float step = buffer ? m * buf[i] + d : d;
+        if (buffer) newBuf[i] = step;
+        newSq[i] = s;
+        newP[i] = p[i] - step;
+      }
+    } else {
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+      for (int64_t i = 0; i < count; ++i) {
+        const float g = decay ? grad[i] + wd * p[i] : grad[i];
+        const float s = alpha * sq[i] + (1.0f - alpha) * g * g;
+        const float d = g / (std::sqrt(s) + eps);
+        const float b = buffer ? m * buf[i] + d : d;
+        if (buffer) newBuf[i] = b;
+        newSq[i] = s;
+        newP[i] = p[i] - lr * b;
+      }
+    }
+  };
+}
+
+Kernel adamWKernel(int64_t count, const ir::AdamWAttrs& a) {
+  const double beta1 = a.beta1, beta2 = a.beta2, weightDecay = a.weight_decay;
+  const float b1 = static_cast<float>(a.beta1), b2 = static_cast<float>(a.beta2);
+  const float eps = static_cast<float>(a.eps);
+  return [=](std::span<std::byte* const> args) {
+    const float* p = asFloats(args[0]);
+    const float* grad = asFloats(args[1]);
+    const double lr = asFloats(args[2])[0];
+    const float* m = asFloats(args[3]);
+    const float* v = asFloats(args[4]);
+    const double t = static_cast<double>(asFloats(args[5])[0]) + 1.0;
+    float* newP = asFloats(args[6]);
+    float* newM = asFloats(args[7]);
+    float* newV = asFloats(args[8]);
+    // The per-step scalars in double, as the reference computes them.
+    const float stepSize = static_cast<float>(lr / (1.0 - std::pow(beta1, t)));
+    const float invBc2Sqrt = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, t)));
+    const float shrink = static_cast<float>(1.0 - lr * weightDecay);
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+    for (int64_t i = 0; i < count; ++i) {
+      const float g = grad[i];
+      const float mi = m[i] + (1.0f - b1) * (g - m[i]);
+      const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+      newM[i] = mi;
+      newV[i] = vi;
+      newP[i] = p[i] * shrink - stepSize * mi / (std::sqrt(vi) * invBc2Sqrt + eps);
+    }
+  };
+}
+
+Kernel emaKernel(int64_t count, double decay) {
+  const float d = static_cast<float>(decay), rest = static_cast<float>(1.0 - decay);
+  return [=](std::span<std::byte* const> args) {
+    const float* ema = asFloats(args[0]);
+    const float* x = asFloats(args[1]);
+    float* y = asFloats(args[2]);
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+    for (int64_t i = 0; i < count; ++i) y[i] = d * ema[i] + rest * x[i];
+  };
+}
+
+Kernel globalNormKernel(std::vector<int64_t> counts) {
+  return [counts = std::move(counts)](std::span<std::byte* const> args) {
+    double sum = 0;
+    for (size_t k = 0; k < counts.size(); ++k) {
+      const float* x = asFloats(args[k]);
+      const int64_t count = counts[k];
+#pragma omp parallel for simd schedule(static) reduction(+ : sum) if (count > 65536)
+      for (int64_t i = 0; i < count; ++i) sum += static_cast<double>(x[i]) * x[i];
+    }
+    asFloats(args[counts.size()])[0] = static_cast<float>(std::sqrt(sum));
   };
 }
 

@@ -1,5 +1,6 @@
-// Training kernels: reduce_sum, softmax_cross_entropy and its backward, count_correct and
-// sgd_update. Reductions accumulate in double.
+// Training kernels: reduce_sum, softmax_cross_entropy and its backward, count_correct, the
+// optimizer updates (sgd, rmsprop, adamw, ema) and global_norm. Reductions accumulate in
+// double; the rmsprop / adamw / ema formulas are evaluated in double per element.
 #include <cmath>
 #include <limits>
 
@@ -186,6 +187,111 @@ Status kernel<OpKind::SgdUpdate>(const KernelContext& ctx) {
       }
       newP[i] = p[i] - lr * g;
     }
+    return Status::ok();
+  });
+}
+
+template <>
+Status kernel<OpKind::RmsPropUpdate>(const KernelContext& ctx) {
+  KILN_TRY(checkRowMajor(ctx));
+  const auto& a = ctx.attrs<RmsPropAttrs>();
+  const bool hasBuffer = ctx.in.size() == 5;
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = ctx.in[0].data<T>();
+    const T* grad = ctx.in[1].data<T>();
+    const double lr = ctx.in[2].data<T>()[0];
+    const T* sq = ctx.in[3].data<T>();
+    const T* buf = hasBuffer ? ctx.in[4].data<T>() : nullptr;
+    T* newP = ctx.out[0].data<T>();
+    T* newSq = ctx.out[1].data<T>();
+    T* newBuf = hasBuffer ? ctx.out[2].data<T>() : nullptr;
+    const int64_t count = ctx.in[0].numElements();
+    for (int64_t i = 0; i < count; ++i) {
+      const double g = a.weight_decay != 0.0 ? grad[i] + a.weight_decay * p[i] : double(grad[i]);
+      double s = 0, step = 0;
+      if (a.tf) {
+        // timm RMSpropTF: TensorFlow's order, eps inside the root, lr inside the buffer.
+        s = sq[i] + (1.0 - a.alpha) * (g * g - sq[i]);
+        const double d = g / std::sqrt(s + a.eps);
+        step = hasBuffer ? a.momentum * buf[i] + lr * d : lr * d;
+        if (hasBuffer) newBuf[i] = T(step);
+      } else {
+        // torch.optim.RMSprop (not centered).
+        s = a.alpha * sq[i] + (1.0 - a.alpha) * g * g;
+        const double d = g / (std::sqrt(s) + a.eps);
+        const double b = hasBuffer ? a.momentum * buf[i] + d : d;
+        if (hasBuffer) newBuf[i] = T(b);
+        step = lr * b;
+      }
+      newSq[i] = T(s);
+      newP[i] = T(p[i] - step);
+    }
+    return Status::ok();
+  });
+}
+
+template <>
+Status kernel<OpKind::AdamWUpdate>(const KernelContext& ctx) {
+  KILN_TRY(checkRowMajor(ctx));
+  const auto& a = ctx.attrs<AdamWAttrs>();
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = ctx.in[0].data<T>();
+    const T* grad = ctx.in[1].data<T>();
+    const double lr = ctx.in[2].data<T>()[0];
+    const T* m = ctx.in[3].data<T>();
+    const T* v = ctx.in[4].data<T>();
+    const double t = ctx.in[5].data<T>()[0] + 1.0;  // this update's number
+    T* newP = ctx.out[0].data<T>();
+    T* newM = ctx.out[1].data<T>();
+    T* newV = ctx.out[2].data<T>();
+    // torch.optim.AdamW: p *= 1 - lr wd; m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
+    // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), t = step + 1.
+    const double stepSize = lr / (1.0 - std::pow(a.beta1, t));
+    const double bc2Sqrt = std::sqrt(1.0 - std::pow(a.beta2, t));
+    const double shrink = 1.0 - lr * a.weight_decay;
+    const int64_t count = ctx.in[0].numElements();
+    for (int64_t i = 0; i < count; ++i) {
+      const double g = grad[i];
+      const double mi = m[i] + (1.0 - a.beta1) * (g - m[i]);
+      const double vi = a.beta2 * v[i] + (1.0 - a.beta2) * g * g;
+      newM[i] = T(mi);
+      newV[i] = T(vi);
+      newP[i] = T(p[i] * shrink - stepSize * mi / (std::sqrt(vi) / bc2Sqrt + a.eps));
+    }
+    return Status::ok();
+  });
+}
+
+template <>
+Status kernel<OpKind::EmaUpdate>(const KernelContext& ctx) {
+  KILN_TRY(checkRowMajor(ctx));
+  const double decay = ctx.attrs<EmaAttrs>().decay;
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* ema = ctx.in[0].data<T>();
+    const T* x = ctx.in[1].data<T>();
+    T* y = ctx.out[0].data<T>();
+    const int64_t count = ctx.in[0].numElements();
+    for (int64_t i = 0; i < count; ++i) y[i] = T(decay * ema[i] + (1.0 - decay) * x[i]);
+    return Status::ok();
+  });
+}
+
+template <>
+Status kernel<OpKind::GlobalNorm>(const KernelContext& ctx) {
+  // Every element once, in any layout (the order of the sum is not observable beyond
+  // rounding, and it is accumulated in double).
+  return dispatchFloat(ctx, ctx.in[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    double sum = 0;
+    for (const Tensor& t : ctx.in) {
+      const T* x = t.data<T>();
+      const int64_t count = t.numElements();
+      for (int64_t i = 0; i < count; ++i) sum += static_cast<double>(x[i]) * x[i];
+    }
+    ctx.out[0].data<T>()[0] = T(std::sqrt(sum));
     return Status::ok();
   });
 }

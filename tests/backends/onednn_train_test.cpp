@@ -1,7 +1,7 @@
 // oneDNN backend, training: every training op on random inputs against the reference backend
 // (in NCHW and a blocked layout where the op takes activations), and whole train steps
-// (tiny nets with every training op, resnet20) run for several steps on both backends with
-// the state written back by the Session, compared tensor by tensor.
+// (tiny nets with every training op and every optimizer, resnet20) run for several steps on
+// both backends with the state written back by the Session, compared tensor by tensor.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -203,6 +203,30 @@ TEST(OneDnnTrainOps, SgdUpdate) {
   expectOpMatchesReference(OpKind::SgdUpdate, ir::SgdAttrs{}, {param({8}), act({8}), act({})});
 }
 
+TEST(OneDnnTrainOps, RmsPropUpdate) {
+  const ir::Shape w{8, 4, 3, 3};
+  for (bool tf : {true, false}) {
+    for (double momentum : {0.0, 0.9}) {
+      const ir::RmsPropAttrs a{tf ? 0.9 : 0.99, tf ? 1e-3 : 1e-8, momentum, 1e-2, tf};
+      std::vector<Operand> operands{param(w), act(w), act({}), param(w, 0.1, 2.0)};
+      if (momentum != 0.0) operands.push_back(param(w));
+      expectOpMatchesReference(OpKind::RmsPropUpdate, a, operands);
+    }
+  }
+}
+
+TEST(OneDnnTrainOps, AdamWUpdateEmaAndGlobalNorm) {
+  const ir::Shape w{8, 4, 3, 3};
+  // step: 4 updates before this one
+  expectOpMatchesReference(OpKind::AdamWUpdate, ir::AdamWAttrs{0.9, 0.999, 1e-8, 0.05},
+                           {param(w), act(w), act({}), param(w), param(w, 0.0, 1.0), param({}, 4, 4)});
+  expectOpMatchesReference(OpKind::EmaUpdate, ir::EmaAttrs{0.99}, {param(w), act(w)});
+  // operands of several ranks, one in a blocked layout
+  expectOpMatchesReference(OpKind::GlobalNorm, ir::NoAttrs{},
+                           {act({kBatch, 16, 5, 5}), param(w), param({8}), act({})},
+                           Layout::NChw16c);
+}
+
 /// logits [N, K] and i64 class ids through the loss ops (and a dropout / drop_path pair with
 /// the seed operand), both backends.
 struct LabelledGraph {
@@ -329,14 +353,19 @@ std::unique_ptr<runtime::Session> trainSession(const ir::Module& step, const std
 /// `dataSeed` draws inputs where no pre-activation sits within rounding of a ReLU kink: one
 /// element on the other side of 0 moves a whole layer's gradients by ~1e-2 (the data seed
 /// 40 does that to resnet20's layer2.0), which says nothing about the kernels.
-void expectTrainStepsMatch(ir::Module forward, int64_t batch, int steps, double tolerance,
-                           uint64_t dataSeed) {
-  ir::initMissingWeights(forward.graph, forward.weights, 3);
+passes::TrainStepOptions sgdOptions() {
   passes::TrainStepOptions o;
   o.labelSmoothing = 0.1;
   o.momentum = 0.9;
   o.weightDecay = 1e-4;
   o.outputGradients = true;
+  return o;
+}
+
+void expectTrainStepsMatch(ir::Module forward, int64_t batch, int steps, double tolerance,
+                           uint64_t dataSeed,
+                           const passes::TrainStepOptions& o = sgdOptions()) {
+  ir::initMissingWeights(forward.graph, forward.weights, 3);
   auto step = passes::buildTrainStep(forward, o);
   ASSERT_TRUE(step.isOk()) << step.message();
   auto ref = trainSession(*step, "reference", batch);
@@ -412,6 +441,51 @@ TEST(OneDnnTrainStep, EveryOpNetMatchesReference) {
   auto forward = everyOpNet();
   ASSERT_TRUE(forward.isOk()) << forward.message();
   expectTrainStepsMatch(std::move(*forward), 8, 3, kTrainStepVsReference, 60);
+}
+
+// The other optimizers, clipping, EMA and both accumulation steps, each state buffer written
+// back in place by the oneDNN session (one test per variant: each compiles two sessions).
+struct OptimizerVariant {
+  const char* name;
+  passes::Optimizer optimizer;
+  double clip, ema;
+  passes::TrainStepOptions::Accum accum;
+};
+
+class OneDnnOptimizers : public ::testing::TestWithParam<OptimizerVariant> {};
+
+INSTANTIATE_TEST_SUITE_P(
+    TrainStep, OneDnnOptimizers,
+    ::testing::Values(
+        OptimizerVariant{"rmsproptf_ema", passes::Optimizer::RmsPropTf, 0, 0.9,
+                         passes::TrainStepOptions::Accum::None},
+        OptimizerVariant{"rmsprop_clip", passes::Optimizer::RmsProp, 0.5, 0,
+                         passes::TrainStepOptions::Accum::None},
+        OptimizerVariant{"adamw_clip_ema_apply", passes::Optimizer::AdamW, 0.5, 0.5,
+                         passes::TrainStepOptions::Accum::Apply},
+        OptimizerVariant{"accumulate", passes::Optimizer::Sgd, 0, 0,
+                         passes::TrainStepOptions::Accum::Accumulate}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_P(OneDnnOptimizers, MatchReference) {
+  const OptimizerVariant& v = GetParam();
+  auto forward = everyOpNet();
+  ASSERT_TRUE(forward.isOk()) << forward.message();
+  passes::TrainStepOptions o = sgdOptions();
+  o.optimizer = v.optimizer;
+  // torch's RMSprop with eps 1e-8 starts with sign(g) / sqrt(1 - alpha) steps: a gradient
+  // element at rounding level (within 1e-6 of the backends' difference) flips a whole lr
+  // step. A larger eps keeps the comparison about the kernels.
+  o.eps = v.optimizer == passes::Optimizer::RmsProp ? 0.1
+          : v.optimizer == passes::Optimizer::AdamW ? 1e-8
+                                                    : 1e-3;
+  o.rmsAlpha = v.optimizer == passes::Optimizer::RmsProp ? 0.99 : 0.9;
+  o.clipGradNorm = v.clip;
+  o.emaDecay = v.ema;
+  o.accum = v.accum;
+  o.accumSteps = v.accum == passes::TrainStepOptions::Accum::None ? 1 : 3;
+  o.noDecayOnBnAndBias = true;
+  expectTrainStepsMatch(std::move(*forward), 4, 2, kTrainStepVsReference, 60, o);
 }
 
 TEST(OneDnnTrainStep, ResNet20MatchesReference) {

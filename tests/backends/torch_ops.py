@@ -537,6 +537,68 @@ def train_cases(w):
         w.case(f"sgd_update_{name}", "sgd_update", inputs, outputs,
                {"momentum": momentum, "weight_decay": wd, "nesterov": nesterov})
 
+    # rmsprop_update: torch.optim.RMSprop from a given state, and timm's RMSpropTF step
+    # (lr_in_momentum, eps inside the root) written out as timm does it
+    for name, tf, alpha, eps, momentum, wd in [("torch", False, 0.99, 1e-8, 0.0, 0.0),
+                                               ("torch_momentum", False, 0.9, 1e-3, 0.9, 1e-2),
+                                               ("tf", True, 0.9, 1e-3, 0.0, 1e-2),
+                                               ("tf_momentum", True, 0.9, 1e-3, 0.9, 0.0)]:
+        p = randn(4, 3, 2, 2)
+        g = randn(4, 3, 2, 2)
+        sq = randn(4, 3, 2, 2).abs() + 0.1
+        buf = randn(4, 3, 2, 2)
+        lr = torch.tensor(0.05)
+        if tf:
+            grad = g + wd * p if wd else g
+            new_sq = sq + (1 - alpha) * (grad * grad - sq)
+            avg = (new_sq + eps).sqrt()
+            if momentum:
+                new_buf = momentum * buf + lr * grad / avg
+                new_p = p - new_buf
+            else:
+                new_p = p - lr * grad / avg
+            outputs = [new_p, new_sq] + ([new_buf] if momentum else [])
+        else:
+            param = torch.nn.Parameter(p.clone())
+            opt = torch.optim.RMSprop([param], lr=lr.item(), alpha=alpha, eps=eps,
+                                      momentum=momentum, weight_decay=wd)
+            param.grad = g.clone()
+            opt.state[param] = {"step": torch.tensor(3.0), "square_avg": sq.clone()}
+            if momentum:
+                opt.state[param]["momentum_buffer"] = buf.clone()
+            opt.step()
+            st = opt.state[param]
+            outputs = [param.detach(), st["square_avg"]] + ([st["momentum_buffer"]] if momentum else [])
+        inputs = [p, g, lr, sq] + ([buf] if momentum else [])
+        w.case(f"rmsprop_update_{name}", "rmsprop_update", inputs, outputs,
+               {"alpha": alpha, "eps": eps, "momentum": momentum, "weight_decay": wd, "tf": tf})
+
+    # adamw_update: torch.optim.AdamW from a given state after 4 steps (bias correction 5)
+    for name, wd in [("plain", 0.0), ("wd", 0.05)]:
+        p = randn(4, 3, 2, 2)
+        g = randn(4, 3, 2, 2)
+        m = randn(4, 3, 2, 2, scale=0.3)
+        v = randn(4, 3, 2, 2).abs() * 0.1
+        lr = torch.tensor(0.01)
+        param = torch.nn.Parameter(p.clone())
+        opt = torch.optim.AdamW([param], lr=lr.item(), betas=(0.8, 0.99), eps=1e-8, weight_decay=wd)
+        param.grad = g.clone()
+        opt.state[param] = {"step": torch.tensor(4.0), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+        opt.step()
+        st = opt.state[param]
+        w.case(f"adamw_update_{name}", "adamw_update", [p, g, lr, m, v, torch.tensor(4.0)],
+               [param.detach(), st["exp_avg"], st["exp_avg_sq"]],
+               {"beta1": 0.8, "beta2": 0.99, "eps": 1e-8, "weight_decay": wd})
+
+    # ema_update: timm ModelEmaV2's decay * ema + (1 - decay) * model
+    e, x = randn(5, 3), randn(5, 3)
+    w.case("ema_update", "ema_update", [e, x], 0.9 * e + (1 - 0.9) * x, {"decay": 0.9})
+
+    # global_norm: clip_grad_norm_'s total norm (the norm of the per-tensor norms)
+    gs = [randn(2, 3, 4, 4), randn(6), randn(3, 2)]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in gs]))
+    w.case("global_norm", "global_norm", gs, total)
+
 
 def main():
     if len(sys.argv) != 2:

@@ -111,6 +111,18 @@ inline std::optional<OpSample> sampleFor(OpKind kind) {
     return OpSample{{w, w, scalar, w},
                     with([](Attrs& v) { std::get<SgdAttrs>(v).momentum = 0.9; })};
   }
+  if (op == "rmsprop_update") {
+    const TensorType w = sampleType(f, {6, 4, 3, 3}, Layout::OIHW);
+    return OpSample{{w, w, scalar, w, w},
+                    with([](Attrs& v) { std::get<RmsPropAttrs>(v).momentum = 0.9; })};
+  }
+  if (op == "adamw_update") {
+    const TensorType w = sampleType(f, {6, 4}, Layout::OI);
+    return OpSample{{w, w, scalar, w, w, scalar},
+                    with([](Attrs& v) { std::get<AdamWAttrs>(v).weight_decay = 0.01; })};
+  }
+  if (op == "ema_update") return OpSample{{ch, ch}, a};
+  if (op == "global_norm") return OpSample{{x, ch, scalar}, a};
   if (op == "constant")
     return OpSample{{}, with([](Attrs& v) {
                       auto& c = std::get<ConstantAttrs>(v);

@@ -193,6 +193,22 @@ const std::map<std::string, OpCase>& opCases() {
         [](Attrs& a) {
           std::get<SgdAttrs>(a) = {0.9, 1e-4, true};
         }}},
+      {"rmsprop_update",
+       {{tt({6, 4}), tt({6, 4}), tt({}), tt({6, 4})},
+        [](Attrs& a) {
+          std::get<RmsPropAttrs>(a) = {0.95, 1e-3, 0.0, 1e-5, false};
+        }}},
+      {"adamw_update",
+       {{tt({6, 4}), tt({6, 4}), tt({}), tt({6, 4}), tt({6, 4}), tt({})},
+        [](Attrs& a) {
+          std::get<AdamWAttrs>(a) = {0.8, 0.99, 1e-6, 0.05};
+        }}},
+      {"ema_update",
+       {{tt({6, 4}), tt({6, 4})},
+        [](Attrs& a) {
+          std::get<EmaAttrs>(a) = {0.999};
+        }}},
+      {"global_norm", {{tt({6, 4}), tt({3}), tt({})}}},
       {"constant",
        {{},
         [](Attrs& a) {

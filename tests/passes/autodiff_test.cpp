@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include "backends/reference/reference.h"
@@ -29,9 +30,47 @@ ir::Graph parse(std::string_view text, std::string_view file = "m.kir") {
 
 // ---- golden --------------------------------------------------------------------------
 
-// tests/passes/train_step/<case>.kir → <case>.expected.kir: the train step with label
-// smoothing 0.1, momentum 0.9, weight decay 1e-4 and no decay on rank-1 params.
-// KILN_UPDATE_GOLDEN=1 rewrites the expected files for review.
+/// The options of a golden case: label smoothing 0.1, momentum 0.9, weight decay 1e-4 and no
+/// decay on rank-1 params, changed by a line `// train-step: key=value ...` in the case
+/// (optimizer=sgd|rmsproptf|rmsprop|adamw, eps=, clip=, ema=, accum=accumulate|apply:K).
+TrainStepOptions goldenOptions(const std::string& text) {
+  TrainStepOptions o;
+  o.labelSmoothing = 0.1;
+  o.weightDecay = 1e-4;
+  o.noDecayOnBnAndBias = true;
+  const std::string marker = "// train-step:";
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return o;
+  std::istringstream line(text.substr(at + marker.size(), text.find('\n', at) - at - marker.size()));
+  std::string item;
+  while (line >> item) {
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "optimizer") {
+      o.optimizer = value == "rmsproptf" ? Optimizer::RmsPropTf
+                    : value == "rmsprop" ? Optimizer::RmsProp
+                    : value == "adamw"   ? Optimizer::AdamW
+                                         : Optimizer::Sgd;
+      EXPECT_TRUE(value == "sgd" || o.optimizer != Optimizer::Sgd) << item;
+    } else if (key == "eps") {
+      o.eps = std::stod(value);
+    } else if (key == "clip") {
+      o.clipGradNorm = std::stod(value);
+    } else if (key == "ema") {
+      o.emaDecay = std::stod(value);
+    } else if (key == "accum") {
+      o.accum = value.starts_with("apply") ? TrainStepOptions::Accum::Apply
+                                           : TrainStepOptions::Accum::Accumulate;
+      o.accumSteps = std::stoi(value.substr(value.find(':') + 1));
+    } else {
+      ADD_FAILURE() << "unknown train-step option " << item;
+    }
+  }
+  return o;
+}
+
+// tests/passes/train_step/<case>.kir → <case>.expected.kir: the train step with the case's
+// options (goldenOptions). KILN_UPDATE_GOLDEN=1 rewrites the expected files for review.
 TEST(TrainStepGolden, TinyGraphs) {
   const fs::path dir = fs::path(KILN_SOURCE_DIR) / "tests" / "passes" / "train_step";
   int cases = 0;
@@ -41,12 +80,9 @@ TEST(TrainStepGolden, TinyGraphs) {
     ++cases;
     SCOPED_TRACE(file);
     const std::string rel = fs::relative(e.path(), KILN_SOURCE_DIR).string();
-    ir::Module m(parse(testing::readFile(e.path()), rel));
-    TrainStepOptions o;
-    o.labelSmoothing = 0.1;
-    o.weightDecay = 1e-4;
-    o.noDecayOnBnAndBias = true;
-    Expected<ir::Module> step = buildTrainStep(m, o);
+    const std::string text = testing::readFile(e.path());
+    ir::Module m(parse(text, rel));
+    Expected<ir::Module> step = buildTrainStep(m, goldenOptions(text));
     ASSERT_TRUE(step.isOk()) << step.message();
     const std::string actual = ir::printGraph(step->graph);
     fs::path expected = e.path();
@@ -60,7 +96,7 @@ TEST(TrainStepGolden, TinyGraphs) {
     // The printed train step is valid .kir.
     EXPECT_TRUE(ir::parseGraph(actual, "expected.kir").isOk());
   }
-  EXPECT_GE(cases, 1);
+  EXPECT_GE(cases, 4);
 }
 
 // ---- missing gradients -----------------------------------------------------------------

@@ -1,8 +1,10 @@
-// The train step vs PyTorch autograd + torch.optim.SGD (tests/passes/torch_train_step.py):
-// two SGD steps (different learning rates, the second from the first's momentum buffers and
-// running statistics) on a tiny conv-BN-ReLU-pool-linear net and on resnet20, run in f32 on
+// The train step vs PyTorch autograd + torch.optim (tests/passes/torch_train_step.py): two or
+// three optimizer steps (different learning rates, each from the previous one's optimizer
+// state and running statistics) on a tiny conv-BN-ReLU-pool-linear net, one EfficientNet block
+// and resnet20: SGD, timm's RMSpropTF, torch's RMSprop, AdamW, with gradient clipping, EMA of
+// the weights and gradient accumulation (Accumulate steps then an Apply step), run in f32 on
 // the reference backend and compared with PyTorch's f64 run of the same f32 start. Every
-// loss, gradient, updated param, BN running statistic and momentum buffer must be within
+// loss, gradient, updated param, BN running statistic and optimizer buffer must be within
 // ||kiln - torch||_2 / ||torch||_2 <= 1e-4. KILN_TRAIN_REPORT=1 prints every tensor's error.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -72,6 +74,7 @@ struct TrainRun {
   TrainStepOptions options;
   bool f64 = false;  // run kiln in f64 (else f32)
   int steps = 2;
+  int accum = 1;  // micro-batches per step: Accumulate steps, then an Apply step
 };
 
 double norm(const ir::Tensor& t) {
@@ -98,6 +101,73 @@ TrainStepOptions options(double smoothing, double momentum, double wd, bool nest
   o.softTargets = soft;
   o.outputGradients = true;
   return o;
+}
+
+/// `o` with changes (the optimizer runs).
+template <typename F>
+TrainStepOptions with(TrainStepOptions o, F change) {
+  change(o);
+  return o;
+}
+
+const std::vector<TrainRun>& optimizerRuns() {
+  const TrainStepOptions plain = options(0.0, 0.9, 0.0, false, false, false);
+  static const std::vector<TrainRun> kRuns{
+      // timm's RMSpropTF as EfficientNet trains with it, and ModelEmaV2
+      {"tiny_rmsproptf_ema", "tiny", 8,
+       "--optimizer rmsproptf --alpha 0.9 --eps 1e-3 --momentum 0.9 --weight-decay 1e-4 "
+       "--no-bias-decay --ema-decay 0.9",
+       with(plain,
+            [](TrainStepOptions& o) {
+              o.optimizer = Optimizer::RmsPropTf;
+              o.weightDecay = 1e-4;
+              o.noDecayOnBnAndBias = true;
+              o.emaDecay = 0.9;
+            })},
+      {"tiny_rmsprop", "tiny", 8,
+       "--optimizer rmsprop --alpha 0.99 --eps 1e-8 --momentum 0.5 --weight-decay 1e-3",
+       with(plain,
+            [](TrainStepOptions& o) {
+              o.optimizer = Optimizer::RmsProp;
+              o.rmsAlpha = 0.99;
+              o.eps = 1e-8;
+              o.momentum = 0.5;
+              o.weightDecay = 1e-3;
+            })},
+      // three steps: the bias correction follows the optimizer.step buffer
+      {"tiny_adamw_clip", "tiny", 8,
+       "--optimizer adamw --eps 1e-8 --weight-decay 0.05 --no-bias-decay --clip-grad-norm 0.5 "
+       "--lrs 0.01,0.02,0.005",
+       with(plain,
+            [](TrainStepOptions& o) {
+              o.optimizer = Optimizer::AdamW;
+              o.eps = 1e-8;
+              o.weightDecay = 0.05;
+              o.noDecayOnBnAndBias = true;
+              o.clipGradNorm = 0.5;
+            }),
+       false, 3},
+      // accumulation with batch norm (per micro-batch statistics on both sides) and clipping
+      {"tiny_mbconv_accum_clip", "tiny_mbconv", 8, "--accum 3 --momentum 0.9 --clip-grad-norm 0.3",
+       with(plain,
+            [](TrainStepOptions& o) {
+              o.clipGradNorm = 0.3;
+              o.outputGradients = false;
+            }),
+       false, 2, 3},
+      {"tiny_adamw_accum_ema", "tiny", 8,
+       "--optimizer adamw --eps 1e-8 --weight-decay 0.01 --accum 2 --ema-decay 0.5 "
+       "--lrs 0.01,0.02",
+       with(plain,
+            [](TrainStepOptions& o) {
+              o.optimizer = Optimizer::AdamW;
+              o.eps = 1e-8;
+              o.weightDecay = 0.01;
+              o.emaDecay = 0.5;
+              o.outputGradients = false;
+            }),
+       false, 2, 2}};
+  return kRuns;
 }
 
 const std::vector<TrainRun>& runs() {
@@ -180,35 +250,72 @@ void checkRun(const TrainRun& run, const fs::path& dir) {
     promoteToF64(*forward);
     ASSERT_TRUE(ir::verify(forward->graph).isOk()) << ir::verify(forward->graph).message();
   }
-  Expected<ir::Module> step = buildTrainStep(*forward, run.options);
+  TrainStepOptions stepOptions = run.options;
+  if (run.accum > 1) {
+    stepOptions.accum = TrainStepOptions::Accum::Apply;
+    stepOptions.accumSteps = run.accum;
+  }
+  Expected<ir::Module> step = buildTrainStep(*forward, stepOptions);
   ASSERT_TRUE(step.isOk()) << step.message();
-  const std::vector<double> lrs{0.1, 0.05};  // torch_train_step.py's default --lrs
+  // Micro-batches 1..K-1 run the Accumulate step on the Apply step's store.
+  stepOptions.accum = TrainStepOptions::Accum::Accumulate;
+  Expected<ir::Module> accumulate = buildTrainStep(*forward, stepOptions);
+  ASSERT_TRUE(accumulate.isOk()) << accumulate.message();
+  std::vector<double> lrs{0.1, 0.05};  // torch_train_step.py's default --lrs
+  if (const size_t at = run.args.find("--lrs "); at != std::string::npos) {
+    lrs.clear();
+    std::string list = run.args.substr(at + 6);
+    for (size_t start = 0; start < list.size();) {
+      const size_t end = std::min(list.find_first_of(", ", start), list.size());
+      lrs.push_back(std::stod(list.substr(start, end - start)));
+      if (end >= list.size() || list[end] == ' ') break;
+      start = end + 1;
+    }
+  }
+  ASSERT_GE(lrs.size(), static_cast<size_t>(run.steps));
   const bool report = std::getenv("KILN_TRAIN_REPORT") != nullptr;
   for (int s = 0; s < run.steps; ++s) {
     SCOPED_TRACE(fmt::format("{} step {}", run.name, s));
-    auto x = runtime::readNpy((dir / fmt::format("x{}.npy", s)).string());
-    auto labels = runtime::readNpy((dir / fmt::format("labels{}.npy", s)).string());
     auto expected = runtime::readNpz((dir / fmt::format("expected{}.npz", s)).string());
-    ASSERT_TRUE(x.isOk() && labels.isOk() && expected.isOk());
-    ir::Tensor lr(ir::DType::F32, ir::Shape{});
-    lr.data<float>()[0] = static_cast<float>(lrs[s]);
-    if (run.f64) {
-      x = toF64(*x);
-      labels = toF64(*labels);
-      lr = ir::Tensor(ir::DType::F64, ir::Shape{});
-      lr.data<double>()[0] = lrs[s];
+    ASSERT_TRUE(expected.isOk());
+    Expected<std::vector<ir::Tensor>> outputs = Status::error("no micro-batch ran");
+    for (int k = 0; k < run.accum; ++k) {
+      const std::string suffix = run.accum > 1 ? fmt::format("{}_{}", s, k) : fmt::format("{}", s);
+      auto x = runtime::readNpy((dir / fmt::format("x{}.npy", suffix)).string());
+      auto labels = runtime::readNpy((dir / fmt::format("labels{}.npy", suffix)).string());
+      ASSERT_TRUE(x.isOk() && labels.isOk());
+      ir::Tensor lr(ir::DType::F32, ir::Shape{});
+      lr.data<float>()[0] = static_cast<float>(lrs[s]);
+      if (run.f64) {
+        x = toF64(*x);
+        labels = toF64(*labels);
+        lr = ir::Tensor(ir::DType::F64, ir::Shape{});
+        lr.data<double>()[0] = lrs[s];
+      }
+      ir::Tensor seed(ir::DType::I64, ir::Shape{});  // dropout/drop_path masks (p = 0 here)
+      seed.data<int64_t>()[0] = s;
+      std::map<std::string, ir::Tensor> feeds{
+          {"x", *x}, {"labels", *labels}, {"lr", lr}, {"seed", seed}};
+      const bool last = k + 1 == run.accum;
+      ir::Module* m = &*step;
+      ir::Module micro;
+      if (!last) {
+        micro.graph = accumulate->graph.clone();
+        micro.weights = step->weights;
+        m = &micro;
+      }
+      std::vector<ir::Tensor> inputs;
+      for (const ir::Value* v : m->graph.inputs()) {
+        ASSERT_TRUE(feeds.count(v->name())) << "unexpected input %" << v->name();
+        inputs.push_back(feeds[v->name()]);
+      }
+      outputs = backends::reference::run(*m, inputs);
+      ASSERT_TRUE(outputs.isOk()) << outputs.message();
+      if (!last) {
+        Status st = applyStateUpdates(m->graph, *outputs, step->weights);
+        ASSERT_TRUE(st.isOk()) << st.message();
+      }
     }
-    ir::Tensor seed(ir::DType::I64, ir::Shape{});  // dropout/drop_path masks (p = 0 here)
-    seed.data<int64_t>()[0] = s;
-    std::map<std::string, ir::Tensor> feeds{
-        {"x", *x}, {"labels", *labels}, {"lr", lr}, {"seed", seed}};
-    std::vector<ir::Tensor> inputs;
-    for (const ir::Value* v : step->graph.inputs()) {
-      ASSERT_TRUE(feeds.count(v->name())) << "unexpected input %" << v->name();
-      inputs.push_back(feeds[v->name()]);
-    }
-    auto outputs = backends::reference::run(*step, inputs);
-    ASSERT_TRUE(outputs.isOk()) << outputs.message();
 
     // Every tensor torch wrote has a kiln output of the same name, and the other way round
     // (but `correct`, which torch does not write).
@@ -230,6 +337,9 @@ void checkRun(const TrainRun& run, const fs::path& dir) {
     double scale = 0;
     for (const auto& [name, t] : expected->entries())
       if (name.starts_with("grad:")) scale = std::max(scale, norm(t));
+    if (const ir::Tensor* gn = expected->find("grad_norm")) {  // clipping: it clipped
+      EXPECT_GT(gn->at(0), run.options.clipGradNorm) << "choose a smaller clipGradNorm";
+    }
     std::string worst;
     int zeros = 0;
     for (auto& [name, err] : errors) {
@@ -284,6 +394,11 @@ void checkRuns(const std::vector<TrainRun>& runs) {
 // ctest runs each test in its own process: one test for all the small runs.
 TEST(TrainStepVsTorch, TinyNetsAndResNet20) {
   checkRuns(runs());
+}
+
+// RMSpropTF, RMSprop, AdamW, clipping, EMA and accumulation on the tiny nets.
+TEST(TrainStepVsTorch, OptimizersClippingEmaAccumulation) {
+  checkRuns(optimizerRuns());
 }
 
 TEST(TrainStepVsTorch, EfficientNetB0) {

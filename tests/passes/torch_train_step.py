@@ -3,18 +3,28 @@
 
   torch_train_step.py --out DIR CASE...
   CASE = "NAME --model tiny|tiny_mbconv|resnet20|TORCHVISION_NAME [--batch 4] [--resolution 8] [--label-smoothing S]
-          [--momentum M] [--weight-decay W] [--nesterov] [--no-bias-decay] [--soft-targets]
-          [--lrs 0.1,0.05]"
+          [--optimizer sgd|rmsproptf|rmsprop|adamw] [--momentum M] [--weight-decay W]
+          [--nesterov] [--alpha A] [--eps E] [--beta1 B] [--beta2 B] [--no-bias-decay]
+          [--soft-targets] [--clip-grad-norm C] [--ema-decay D] [--accum K] [--lrs 0.1,0.05]"
 
-For each case (one process, since importing torch is the slow part), runs one SGD step per
-learning rate of --lrs on a training-mode model (BN batch statistics, running statistics
+For each case (one process, since importing torch is the slow part), runs one optimizer step
+per learning rate of --lrs on a training-mode model (BN batch statistics, running statistics
 with momentum 0.1) with cross-entropy loss, and writes into DIR/NAME:
   weights.npz          the initial state_dict (float32, no num_batches_tracked)
-  x<s>.npy, labels<s>.npy    the inputs of step s (float32; int64 ids or float32 soft targets)
-  expected<s>.npz      after step s, computed in float64 from the float32 start: `loss`,
-                       `grad:<param>`, `new:<param>`, `new:<buffer>` (BN running statistics)
-                       and `new:<param>.momentum_buffer`
-The names are kiln's train-step output names (passes/autodiff.h).
+  x<s>.npy, labels<s>.npy    the inputs of step s (float32; int64 ids or float32 soft targets);
+                       with --accum K: x<s>_<k>.npy, labels<s>_<k>.npy for micro-batch k < K
+  expected<s>.npz      after step s, computed in float64 from the float32 start: `loss` (of the
+                       last micro-batch), `grad:<param>` (not with --accum), `grad_norm` (with
+                       --clip-grad-norm: before clipping), `new:<param>`, `new:<buffer>` (BN
+                       running statistics), the optimizer state `new:<param>.<state>`
+                       (momentum_buffer, square_avg, exp_avg, exp_avg_sq), `new:optimizer.step`
+                       (AdamW), `new:<name>.ema` (--ema-decay) and `new:<param>.grad_acc`
+                       (zeros, --accum)
+The names are kiln's train-step output names (passes/autodiff.h). The optimizers: torch.optim
+SGD, RMSprop and AdamW, and timm's RMSpropTF (written out below: timm is not a dependency).
+Gradient accumulation is torch's usual loop: K backward passes of loss / K, then one step;
+clipping is torch.nn.utils.clip_grad_norm_ before the step; EMA is timm's ModelEmaV2 (every
+float state_dict entry, after the step).
 """
 
 import argparse
@@ -30,6 +40,52 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "align"))
 import torch_models  # noqa: E402
 from align_common import torch2npz  # noqa: E402
+
+
+class RMSpropTF(torch.optim.Optimizer):
+    """timm.optim.RMSpropTF with its defaults (not centered, weight decay added to the
+    gradient, lr_in_momentum=True): square_avg starts at ones, TensorFlow's update order, eps
+    inside the square root, the learning rate accumulated in the momentum buffer."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                state = self.state[p]
+                if len(state) == 0:
+                    state["square_avg"] = torch.ones_like(p)
+                    if group["momentum"] > 0:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                square_avg = state["square_avg"]
+                if group["weight_decay"] != 0:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                square_avg.add_(grad.pow(2) - square_avg, alpha=1.0 - group["alpha"])
+                avg = square_avg.add(group["eps"]).sqrt_()
+                if group["momentum"] > 0:
+                    buf = state["momentum_buffer"]
+                    buf.mul_(group["momentum"]).addcdiv_(grad, avg, value=group["lr"])
+                    p.add_(-buf)
+                else:
+                    p.addcdiv_(grad, avg, value=-group["lr"])
+
+
+def make_optimizer(a, groups):
+    if a.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=1.0, momentum=a.momentum, nesterov=a.nesterov)
+    if a.optimizer == "rmsproptf":
+        return RMSpropTF(groups, lr=1.0, alpha=a.alpha, eps=a.eps, momentum=a.momentum)
+    if a.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=1.0, alpha=a.alpha, eps=a.eps, momentum=a.momentum)
+    if a.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=1.0, betas=(a.beta1, a.beta2), eps=a.eps)
+    raise SystemExit(f"unknown optimizer {a.optimizer}")
 
 
 class Tiny(nn.Module):
@@ -114,6 +170,14 @@ def run_case(argv, outdir):
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--no-bias-decay", action="store_true")
     p.add_argument("--soft-targets", action="store_true")
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--eps", type=float, default=1e-3)
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.999)
+    p.add_argument("--clip-grad-norm", type=float, default=0.0)
+    p.add_argument("--ema-decay", type=float, default=0.0)
+    p.add_argument("--accum", type=int, default=1)
     p.add_argument("--lrs", default="0.1,0.05")
     a = p.parse_args(argv)
     a.out = os.path.join(outdir, a.name)
@@ -128,33 +192,52 @@ def run_case(argv, outdir):
     groups = [{"params": decay, "weight_decay": a.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    opt = torch.optim.SGD(groups, lr=1.0, momentum=a.momentum, nesterov=a.nesterov)
+    opt = make_optimizer(a, groups)
+    state_names = [n for n, t in model.state_dict().items()
+                   if t.is_floating_point()]
+    ema = {n: t.detach().clone() for n, t in model.state_dict().items() if n in state_names}
 
     g = torch.Generator().manual_seed(a.seed + 2)
     for step, lr in enumerate(float(v) for v in a.lrs.split(",")):
-        x = torch.randn(a.batch, channels, a.resolution, a.resolution, generator=g)
-        if a.soft_targets:
-            labels = F.softmax(torch.randn(a.batch, classes, generator=g) * 2, dim=1)
-        else:
-            labels = torch.randint(0, classes, (a.batch,), generator=g)
-        np.save(os.path.join(a.out, f"x{step}.npy"), x.numpy())
-        np.save(os.path.join(a.out, f"labels{step}.npy"), labels.numpy())
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad()
-        target = labels.double() if a.soft_targets else labels
-        loss = F.cross_entropy(model(x.double()), target, label_smoothing=a.label_smoothing)
-        loss.backward()
+        for k in range(a.accum):
+            x = torch.randn(a.batch, channels, a.resolution, a.resolution, generator=g)
+            if a.soft_targets:
+                labels = F.softmax(torch.randn(a.batch, classes, generator=g) * 2, dim=1)
+            else:
+                labels = torch.randint(0, classes, (a.batch,), generator=g)
+            suffix = f"{step}_{k}" if a.accum > 1 else f"{step}"
+            np.save(os.path.join(a.out, f"x{suffix}.npy"), x.numpy())
+            np.save(os.path.join(a.out, f"labels{suffix}.npy"), labels.numpy())
+            target = labels.double() if a.soft_targets else labels
+            loss = F.cross_entropy(model(x.double()), target, label_smoothing=a.label_smoothing)
+            (loss / a.accum if a.accum > 1 else loss).backward()
         out = {"loss": loss.detach()}
-        for p in model.parameters():
-            out["grad:" + names[id(p)]] = p.grad.detach().clone()
+        if a.accum == 1:
+            for p in model.parameters():
+                out["grad:" + names[id(p)]] = p.grad.detach().clone()
+        if a.clip_grad_norm > 0:
+            out["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip_grad_norm)
         opt.step()
         for n, t in model.state_dict().items():
             if not n.endswith("num_batches_tracked"):
                 out["new:" + n] = t.detach().clone()
-        if a.momentum:
-            for p in model.parameters():
-                out["new:" + names[id(p)] + ".momentum_buffer"] = opt.state[p]["momentum_buffer"]
+        for p in model.parameters():
+            st = opt.state[p]
+            for key in ("momentum_buffer", "square_avg", "exp_avg", "exp_avg_sq"):
+                if key in st and st[key] is not None:
+                    out["new:" + names[id(p)] + "." + key] = st[key].detach().clone()
+            if a.optimizer == "adamw":
+                out["new:optimizer.step"] = torch.as_tensor(st["step"], dtype=torch.float64)
+            if a.accum > 1:
+                out["new:" + names[id(p)] + ".grad_acc"] = torch.zeros_like(p)
+        if a.ema_decay > 0:
+            sd = model.state_dict()
+            for n in state_names:
+                ema[n] = a.ema_decay * ema[n] + (1.0 - a.ema_decay) * sd[n].detach()
+                out["new:" + n + ".ema"] = ema[n].clone()
         np.savez(os.path.join(a.out, f"expected{step}.npz"),
                  **{k: v.numpy().astype(np.float64) for k, v in out.items()})
 
