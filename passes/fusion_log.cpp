@@ -126,8 +126,15 @@ Merged merge(const ir::Graph& g, std::span<const FusionRecord> records) {
       const auto it = position.find(l.value);
       return it == position.end() ? std::numeric_limits<size_t>::max() : it->second;
     };
-    std::stable_sort(lines.begin(), lines.end(),
-                     [&](const Line& a, const Line& b) { return pos(a) < pos(b); });
+    // By graph position, ties in report order. (Not std::stable_sort: its temporary buffer
+    // of Lines trips ASan's alloc-dealloc-mismatch check with libstdc++ 12.)
+    std::vector<std::pair<size_t, size_t>> keys;
+    for (size_t i = 0; i < lines.size(); ++i) keys.emplace_back(pos(lines[i]), i);
+    std::sort(keys.begin(), keys.end());
+    std::vector<Line> sorted;
+    sorted.reserve(lines.size());
+    for (const auto& k : keys) sorted.push_back(std::move(lines[k.second]));
+    lines = std::move(sorted);
   };
   finish(m.fused);
   finish(m.refused);
