@@ -315,6 +315,14 @@ class TrainStepBuilder {
 }  // namespace
 
 Expected<ir::Module> buildTrainStep(const ir::Module& forward, const TrainStepOptions& options) {
+  if (options.optimizer != Optimizer::Sgd)
+    return error("train step: only the SGD optimizer is implemented (RMSProp and AdamW are not yet)");
+  if (options.clipGradNorm != 0)
+    return error("train step: gradient norm clipping is not implemented yet");
+  if (options.emaDecay != 0)
+    return error("train step: the weight EMA is not implemented yet");
+  if (options.accum != TrainStepOptions::Accum::None || options.accumSteps != 1)
+    return error("train step: gradient accumulation is not implemented yet");
   ir::Module m = forward.clone();
   TrainStepBuilder b(m, options);
   KILN_TRY(b.build());

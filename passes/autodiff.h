@@ -30,6 +30,10 @@ struct GradSeed {
 Expected<std::vector<ir::Value*>> appendGradients(ir::Graph& graph, std::span<const GradSeed> seeds,
                                                   std::span<ir::Value* const> wrt);
 
+/// The optimizer a train step applies. Only Sgd is built so far; buildTrainStep refuses the
+/// others (and clipGradNorm, emaDecay, accumulation) with an error naming them.
+enum class Optimizer { Sgd, RmsPropTf, RmsProp, AdamW };
+
 struct TrainStepOptions {
   /// PyTorch's cross_entropy label_smoothing.
   double labelSmoothing = 0.0;
@@ -47,6 +51,19 @@ struct TrainStepOptions {
   bool countCorrect = true;
   /// Adds one output `grad:<param>` per param (tests, debugging).
   bool outputGradients = false;
+  Optimizer optimizer = Optimizer::Sgd;
+  /// RMSProp's smoothing constant and epsilon (TF's defaults for RmsPropTf).
+  double rmsAlpha = 0.9, eps = 1e-3;
+  /// AdamW's moment decay rates.
+  double beta1 = 0.9, beta2 = 0.999;
+  /// Clip the global gradient norm to this (0: no clipping).
+  double clipGradNorm = 0;
+  /// Keep an exponential moving average of the weights with this decay (0: none).
+  double emaDecay = 0;
+  /// Gradient accumulation over accumSteps micro-batches: Accumulate adds the gradients into
+  /// buffers, Apply adds the last and updates.
+  enum class Accum { None, Accumulate, Apply } accum = Accum::None;
+  int accumSteps = 1;
 };
 
 /// Output names of a train step: `new:<weight>` replaces that weight in the store,
