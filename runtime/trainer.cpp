@@ -315,6 +315,13 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
   else
     metrics.write({{"event", "start"}, {"options", json::parse(state.optionsJson)}});
 
+  if (o.onProgress)
+    o.onProgress(fmt::format(
+        "training {} on {}, batch {}, {} batches per epoch, {} epoch(s){}; {} backend, {} "
+        "threads",
+        o.model, o.dataDescription, o.batch, bpe, o.epochs,
+        resumed ? fmt::format(", resuming from {} (step {})", resumed->dir, step) : "",
+        o.backend, o.threads));
   std::vector<ir::Tensor> in(numInputs);
   ir::Tensor lrTensor = ir::Tensor::zeros(lrType);
   ir::Tensor seedTensor(ir::DType::I64, ir::Shape{});

@@ -42,6 +42,7 @@ struct TrainerOptions {
   bool resume = false;           // continue from checkpointDir's latest checkpoint
   std::string metricsFile;       // JSON lines; empty: none
   std::string evalName = "test";  // how the evaluation split is named in output
+  std::string dataDescription;   // for the first progress line
   double progressSeconds = 2.0;  // the least time between two progress lines
   /// Set (e.g. by a SIGINT handler) to stop: a checkpoint is written, then run() fails.
   const std::atomic<bool>* stop = nullptr;

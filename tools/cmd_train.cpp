@@ -63,11 +63,8 @@ Status runTrain(Options& o) {
   KILN_ASSIGN_OR_RETURN(ModelData md, openModelData(o.source, o.data, t.batch, t.seed,
                                                     /*withTrain=*/true, !o.noAugment));
   t.evalName = md.evalName.empty() ? "test" : md.evalName;
-  fmt::print(stderr,
-             "training {} on {}: {} images, {} classes, batch {}, {} batches per epoch, {} "
-             "epoch(s); {} backend, {} threads\n",
-             o.source.source, md.options.source, md.train->numSamples(), md.train->numClasses(),
-             t.batch, md.train->batchesPerEpoch(), t.epochs, t.backend, t.threads);
+  t.dataDescription = fmt::format("{}: {} images, {} classes", md.options.source,
+                                  md.train->numSamples(), md.train->numClasses());
   t.stop = &gStop;
   t.onProgress = [](std::string_view line) { fmt::print(stderr, "{}\n", line); };
   gStop.store(false);
