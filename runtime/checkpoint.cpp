@@ -69,8 +69,8 @@ Expected<CheckpointState> parseState(const fs::path& p) {
   int version = 0;
   KILN_TRY(field(j, "format_version", version, p));
   if (version > kCheckpointFormatVersion)
-    return error("{}: checkpoint format version {} is newer than this kiln reads ({})",
-                 p.string(), version, kCheckpointFormatVersion);
+    return error("{}: checkpoint format version {} is newer than this kiln reads ({})", p.string(),
+                 version, kCheckpointFormatVersion);
   if (version < 1) return error("{}: invalid format version {}", p.string(), version);
   KILN_TRY(field(j, "model", s.model, p));
   KILN_TRY(field(j, "step", s.step, p));
@@ -140,8 +140,9 @@ Expected<std::string> saveCheckpoint(const std::string& root, const ir::WeightSt
   } else {
     fs::rename(tmp, final, ec);
   }
-  if (ec) return fail(error("cannot rename '{}' to '{}': {}", tmp.string(), final.string(),
-                            ec.message()));
+  if (ec)
+    return fail(
+        error("cannot rename '{}' to '{}': {}", tmp.string(), final.string(), ec.message()));
   KILN_TRY(writeString(r / kLatest, name + "\n"));
   // Keep this checkpoint and the one before it.
   std::vector<fs::path> dirs = checkpointDirs(r);

@@ -16,14 +16,14 @@ namespace kiln::runtime {
 inline constexpr int kCheckpointFormatVersion = 1;
 
 struct CheckpointState {
-  std::string model;         // the model's name (registry name or file)
-  int64_t step = 0;          // optimizer steps taken
-  int64_t epoch = 0;         // epochs completed
-  int64_t dataEpoch = 0;     // DataLoader::Position the next step reads: epoch …
-  int64_t dataBatch = 0;     // … and batch
-  int64_t scheduleStep = 0;  // the learning-rate schedule's iteration for the next step
-  uint64_t seed = 0;         // every random stream (data order, augmentation, dropout masks)
-                             // derives from (seed, epoch, sample) or (seed, step)
+  std::string model;               // the model's name (registry name or file)
+  int64_t step = 0;                // optimizer steps taken
+  int64_t epoch = 0;               // epochs completed
+  int64_t dataEpoch = 0;           // DataLoader::Position the next step reads: epoch …
+  int64_t dataBatch = 0;           // … and batch
+  int64_t scheduleStep = 0;        // the learning-rate schedule's iteration for the next step
+  uint64_t seed = 0;               // every random stream (data order, augmentation, dropout masks)
+                                   // derives from (seed, epoch, sample) or (seed, step)
   std::string optionsJson = "{}";  // the training options, a JSON object
   std::string metricsJson = "{}";  // the latest evaluation, a JSON object
 };

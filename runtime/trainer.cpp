@@ -109,8 +109,7 @@ std::string optionsJson(const TrainerOptions& o) {
 Expected<EvalResult> evaluate(const ir::Module& forward, DataLoader& data,
                               const std::string& backend, int threads) {
   const ir::Graph& g = forward.graph;
-  if (g.inputs().size() != 1 || g.outputs().size() != 1 ||
-      g.outputs()[0]->type().shape.rank() != 2)
+  if (g.inputs().size() != 1 || g.outputs().size() != 1 || g.outputs()[0]->type().shape.rank() != 2)
     return error("evaluation needs a model with one image input and one [N, classes] output");
   std::unique_ptr<Session> session;
   EvalResult r;
@@ -273,9 +272,8 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
     const ir::WeightStore& live = session->module().weights;
     for (const std::string& n : optimizerNames)
       if (const ir::Tensor* t = live.find(n)) opt.set(n, *t);
-    KILN_ASSIGN_OR_RETURN(lastCheckpoint, saveCheckpoint(o.checkpointDir,
-                                                         currentWeights(*session, fwd), opt,
-                                                         state));
+    KILN_ASSIGN_OR_RETURN(
+        lastCheckpoint, saveCheckpoint(o.checkpointDir, currentWeights(*session, fwd), opt, state));
     metrics.write({{"event", "checkpoint"}, {"step", step}, {"path", lastCheckpoint}});
     return Status::ok();
   };
@@ -320,8 +318,8 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
         "training {} on {}, batch {}, {} batches per epoch, {} epoch(s){}; {} backend, {} "
         "threads",
         o.model, o.dataDescription, o.batch, bpe, o.epochs,
-        resumed ? fmt::format(", resuming from {} (step {})", resumed->dir, step) : "",
-        o.backend, o.threads));
+        resumed ? fmt::format(", resuming from {} (step {})", resumed->dir, step) : "", o.backend,
+        o.threads));
   std::vector<ir::Tensor> in(numInputs);
   ir::Tensor lrTensor = ir::Tensor::zeros(lrType);
   ir::Tensor seedTensor(ir::DType::I64, ir::Shape{});
@@ -337,9 +335,10 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
         if (o.checkpointDir.empty())
           return error("interrupted at step {} (epoch {}); nothing saved (no --checkpoint-dir)",
                        step, epoch + 1);
-        return error("interrupted at step {} (epoch {}); checkpoint written to {} (continue with "
-                     "--resume)",
-                     step, epoch + 1, lastCheckpoint);
+        return error(
+            "interrupted at step {} (epoch {}); checkpoint written to {} (continue with "
+            "--resume)",
+            step, epoch + 1, lastCheckpoint);
       }
       const int64_t batchIndex = data.position().batch;
       KILN_ASSIGN_OR_RETURN(std::optional<Batch> b, data.next());
@@ -375,9 +374,8 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
       images += b->size;
       lossSum += loss * static_cast<double>(b->size);
       seen += b->size;
-      const int64_t c = out.size() > 1 && out[1].dtype() == ir::DType::I64
-                            ? out[1].data<int64_t>()[0]
-                            : 0;
+      const int64_t c =
+          out.size() > 1 && out[1].dtype() == ir::DType::I64 ? out[1].data<int64_t>()[0] : 0;
       correct += c;
       metrics.write({{"event", "step"},
                      {"step", step},
@@ -397,8 +395,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
             static_cast<double>(images) / trainSeconds,
             formatDuration(perStep * static_cast<double>(limit - step))));
       }
-      if (o.checkpointEvery > 0 && step % o.checkpointEvery == 0 && !lastOfEpoch &&
-          step < limit)
+      if (o.checkpointEvery > 0 && step % o.checkpointEvery == 0 && !lastOfEpoch && step < limit)
         KILN_TRY(checkpoint(step, epochsDone, data.position(), lastEval));
     }
     if (seen > 0) {

@@ -22,29 +22,29 @@
 namespace kiln::runtime {
 
 struct TrainerOptions {
-  std::string model;             // recorded in checkpoints; a resumed one must match
+  std::string model;  // recorded in checkpoints; a resumed one must match
   int64_t epochs = 1;
-  int64_t batch = 128;           // the training loader's batch size (recorded, checked on resume)
+  int64_t batch = 128;  // the training loader's batch size (recorded, checked on resume)
   double lr = 0.1;
   ScheduleKind schedule = ScheduleKind::Cosine;
-  double warmupEpochs = 0;       // linear warmup, converted to iterations
-  double stepEpochs = 30;        // step: the decay period
+  double warmupEpochs = 0;              // linear warmup, converted to iterations
+  double stepEpochs = 30;               // step: the decay period
   std::vector<double> milestoneEpochs;  // multistep
-  double gamma = 0.1;            // step / multistep decay factor
-  passes::TrainStepOptions step;  // optimizer, momentum, weight decay, label smoothing, …
-  int accumSteps = 1;            // gradient accumulation (needs TrainStepOptions::Accum)
+  double gamma = 0.1;                   // step / multistep decay factor
+  passes::TrainStepOptions step;        // optimizer, momentum, weight decay, label smoothing, …
+  int accumSteps = 1;                   // gradient accumulation (needs TrainStepOptions::Accum)
   std::string backend = "onednn";
   int threads = 0;
-  uint64_t seed = 0;             // data order and dropout masks (the init is the caller's)
-  int64_t maxSteps = 0;          // stop after this many steps in all (0: run every epoch)
-  std::string checkpointDir;     // empty: no checkpoints
-  int64_t checkpointEvery = 0;   // also every N steps (0: at epoch ends and at the end only)
-  bool resume = false;           // continue from checkpointDir's latest checkpoint
-  std::string metricsFile;       // JSON lines; empty: none
+  uint64_t seed = 0;              // data order and dropout masks (the init is the caller's)
+  int64_t maxSteps = 0;           // stop after this many steps in all (0: run every epoch)
+  std::string checkpointDir;      // empty: no checkpoints
+  int64_t checkpointEvery = 0;    // also every N steps (0: at epoch ends and at the end only)
+  bool resume = false;            // continue from checkpointDir's latest checkpoint
+  std::string metricsFile;        // JSON lines; empty: none
   std::string evalName = "test";  // how the evaluation split is named in output
-  std::string dataDescription;   // for the first progress line
-  double progressSeconds = 2.0;  // the least time between two progress lines
-  /// Set (e.g. by a SIGINT handler) to stop: a checkpoint is written, then run() fails.
+  std::string dataDescription;    // for the first progress line
+  double progressSeconds = 2.0;   // the least time between two progress lines
+  /// Set (e.g. by a SIGINT handler) to stop: a checkpoint is written, then train() fails.
   const std::atomic<bool>* stop = nullptr;
   /// Receives the progress lines (no newline); unset: none.
   std::function<void(std::string_view)> onProgress;
@@ -57,16 +57,16 @@ struct EvalResult {
 };
 
 struct TrainResult {
-  int64_t steps = 0;         // steps taken in all (including a resumed run's earlier ones)
+  int64_t steps = 0;  // steps taken in all (including a resumed run's earlier ones)
   int64_t stepsThisRun = 0;
-  int64_t epochsDone = 0;    // complete epochs
-  double seconds = 0;        // training time of this run (without compile and evaluation)
+  int64_t epochsDone = 0;  // complete epochs
+  double seconds = 0;      // training time of this run (without compile and evaluation)
   double imagesPerSecond = 0;
-  double lastLoss = 0;       // the mean loss of the last epoch's steps (so far)
-  double trainTop1 = 0;      // and their top-1, in %
+  double lastLoss = 0;             // the mean loss of the last epoch's steps (so far)
+  double trainTop1 = 0;            // and their top-1, in %
   std::optional<EvalResult> eval;  // the last evaluation (of the final weights)
-  std::string checkpoint;    // the last checkpoint written
-  ir::WeightStore weights;   // the final params and statistics (forward names)
+  std::string checkpoint;          // the last checkpoint written
+  ir::WeightStore weights;         // the final params and statistics (forward names)
 };
 
 /// Evaluates `forward` (weights bound) over one pass of `data`: the -O2 graph on `backend`.

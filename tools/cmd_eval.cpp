@@ -44,9 +44,9 @@ Status runEval(Options& o) {
   const bool registry = !isFileSource(o.source.source);
   KILN_TRY(ir::checkWeightBinding(md.model.graph, md.model.weights, /*strict=*/registry)
                .withContext(o.weights));
-  KILN_ASSIGN_OR_RETURN(runtime::EvalResult r,
-                        runtime::evaluate(md.model, *md.eval, o.backend,
-                                          runtime::resolveThreads(o.threads)));
+  KILN_ASSIGN_OR_RETURN(
+      runtime::EvalResult r,
+      runtime::evaluate(md.model, *md.eval, o.backend, runtime::resolveThreads(o.threads)));
   fmt::print("{} on {} {} ({} images): loss {:.4f}\n", o.source.source, md.options.source,
              md.evalName, r.samples, r.loss);
   fmt::print("{} top-1: {:.2f}% top-5: {:.2f}%\n", md.evalName, r.top1, r.top5);

@@ -1,11 +1,10 @@
 // `kiln train`: trains a model on a data set with the train-step graph (runtime/trainer.h):
 // schedule, evaluation per epoch, metrics, checkpoints, --resume, SIGINT → checkpoint.
 #include <fmt/format.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
-#include <signal.h>
-
 #include <csignal>
 #include <cstdio>
 
@@ -46,14 +45,14 @@ Expected<passes::Optimizer> parseOptimizer(const std::string& s) {
 Status runTrain(Options& o) {
   runtime::TrainerOptions& t = o.trainer;
   auto kind = runtime::parseSchedule(o.schedule);
-  if (!kind) return error("--schedule {}: expected constant, step, multistep or cosine", o.schedule);
+  if (!kind)
+    return error("--schedule {}: expected constant, step, multistep or cosine", o.schedule);
   t.schedule = *kind;
   if (t.schedule == runtime::ScheduleKind::MultiStep && t.milestoneEpochs.empty())
     return error("--schedule multistep needs --milestones (epochs, e.g. 30,60,80)");
   KILN_ASSIGN_OR_RETURN(t.step.optimizer, parseOptimizer(o.optimizer));
   t.step.emaDecay = o.ema;
-  if (t.step.nesterov && t.step.momentum == 0)
-    return error("--nesterov needs a momentum > 0");
+  if (t.step.nesterov && t.step.momentum == 0) return error("--nesterov needs a momentum > 0");
   if (t.resume && t.checkpointDir.empty()) return error("--resume needs --checkpoint-dir");
   t.model = o.source.source;
   t.seed = o.source.seed;
@@ -76,10 +75,10 @@ Status runTrain(Options& o) {
   Expected<runtime::TrainResult> r = runtime::train(md.model, *md.train, md.eval.get(), t);
   ::sigaction(SIGINT, &old, nullptr);
   KILN_TRY(r.status());
-  fmt::print("trained {} for {} step(s) ({} this run, {} epoch(s) complete) in {:.1f} s of steps, "
-             "{:.0f} img/s\n",
-             o.source.source, r->steps, r->stepsThisRun, r->epochsDone, r->seconds,
-             r->imagesPerSecond);
+  fmt::print(
+      "trained {} for {} step(s) ({} this run, {} epoch(s) complete) in {:.1f} s of steps, "
+      "{:.0f} img/s\n",
+      o.source.source, r->steps, r->stepsThisRun, r->epochsDone, r->seconds, r->imagesPerSecond);
   fmt::print("last epoch: train loss {:.4f}, train top-1 {:.2f}%\n", r->lastLoss, r->trainTop1);
   if (!r->checkpoint.empty()) fmt::print("checkpoint: {}\n", r->checkpoint);
   if (r->eval)
@@ -94,8 +93,7 @@ Action registerTrain(CLI::App& app) {
   runtime::TrainerOptions& t = o->trainer;
   t.step.momentum = 0.9;
   t.step.weightDecay = 5e-4;
-  app.add_option("source", o->source.source,
-                 "model name (see `kiln models`), .kir or .kpb file")
+  app.add_option("source", o->source.source, "model name (see `kiln models`), .kir or .kpb file")
       ->required();
   addDataOptions(app, o->data);
   app.add_option("--epochs", t.epochs, "epochs (default 1)")->check(CLI::PositiveNumber);
@@ -106,7 +104,8 @@ Action registerTrain(CLI::App& app) {
                  "constant");
   app.add_option("--warmup", t.warmupEpochs, "linear warmup epochs (default 0)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--step-epochs", t.stepEpochs, "--schedule step: decay every N epochs (default 30)")
+  app.add_option("--step-epochs", t.stepEpochs,
+                 "--schedule step: decay every N epochs (default 30)")
       ->check(CLI::PositiveNumber);
   app.add_option("--milestones", t.milestoneEpochs,
                  "--schedule multistep: the epochs at which the lr decays (comma-separated)")

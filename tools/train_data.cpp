@@ -13,25 +13,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-runtime::ImagePreprocess fromRegistry(const models::Preprocess& p) {
-  runtime::ImagePreprocess r;
-  r.resize = p.resize;
-  r.crop = p.crop;
-  r.interpolation = p.interpolation == models::Resample::Bicubic ? runtime::Interpolation::Bicubic
-                                                                 : runtime::Interpolation::Bilinear;
-  r.channels = p.channels;
-  r.mean = p.mean;
-  r.std = p.std;
-  return r;
-}
-
 /// A graph file's preprocessing from its input f32[N,C,H,W]: center crop H, no resize,
 /// Fashion-MNIST's statistics for one channel and ImageNet's for three.
 Expected<runtime::ImagePreprocess> fromGraph(const ir::Graph& g) {
   if (g.inputs().size() != 1 || g.outputs().size() != 1)
-    return error("graph @{} has {} inputs and {} outputs; training needs one image input and "
-                 "one output of class logits",
-                 g.name(), g.inputs().size(), g.outputs().size());
+    return error(
+        "graph @{} has {} inputs and {} outputs; training needs one image input and "
+        "one output of class logits",
+        g.name(), g.inputs().size(), g.outputs().size());
   const ir::TensorType in = g.inputs()[0]->type();
   if (in.dtype != ir::DType::F32 || in.layout != ir::Layout::NCHW || in.shape.rank() != 4 ||
       in.shape[2] != in.shape[3] || (in.shape[1] != 1 && in.shape[1] != 3))
@@ -56,6 +45,18 @@ std::string splitName(const runtime::SourceInfo& s) {
 
 }  // namespace
 
+runtime::ImagePreprocess preprocessFromRegistry(const models::Preprocess& p) {
+  runtime::ImagePreprocess r;
+  r.resize = p.resize;
+  r.crop = p.crop;
+  r.interpolation = p.interpolation == models::Resample::Bicubic ? runtime::Interpolation::Bicubic
+                                                                 : runtime::Interpolation::Bilinear;
+  r.channels = p.channels;
+  r.mean = p.mean;
+  r.std = p.std;
+  return r;
+}
+
 void addDataOptions(CLI::App& app, DataArgs& d) {
   app.add_option("--data", d.data,
                  "data folder: Fashion-MNIST IDX files, train/ and val/ class folders, "
@@ -73,15 +74,17 @@ Expected<ModelData> openModelData(SourceOptions source, const DataArgs& d, int64
   std::string where;
   if (!d.dataset.empty()) {
     if (d.dataset != "fashion-mnist")
-      return error("--dataset {}: unknown data set (known: fashion-mnist; use --data DIR for "
-                   "others)",
-                   d.dataset);
+      return error(
+          "--dataset {}: unknown data set (known: fashion-mnist; use --data DIR for "
+          "others)",
+          d.dataset);
     where = "fashion-mnist";
     if (!fs::exists(fs::path(runtime::kFashionMnistDir) / "train-images-idx3-ubyte.gz") &&
         !fs::exists(fs::path(runtime::kFashionMnistDir) / "train-images-idx3-ubyte"))
-      return error("--dataset fashion-mnist: {} holds no IDX files (install the Debian package "
-                   "dataset-fashion-mnist)",
-                   runtime::kFashionMnistDir);
+      return error(
+          "--dataset fashion-mnist: {} holds no IDX files (install the Debian package "
+          "dataset-fashion-mnist)",
+          runtime::kFashionMnistDir);
   } else {
     std::error_code ec;
     if (!fs::exists(d.data, ec)) return error("--data {}: no such file or directory", d.data);
@@ -102,16 +105,15 @@ Expected<ModelData> openModelData(SourceOptions source, const DataArgs& d, int64
   o.workers = d.workers;
   o.augment = augment;
   o.dropLast = false;
-  if (info) o.preprocess = fromRegistry(info->preprocess);
+  if (info) o.preprocess = preprocessFromRegistry(info->preprocess);
 
   // The eval split, when the source has one apart from the training data.
   auto trainInfo = runtime::resolveSource(o, "train");
   auto evalInfo = runtime::resolveSource(o, "val");
   if (withTrain && !trainInfo.isOk()) return error("--data {}: {}", where, trainInfo.message());
   if (!withTrain && !evalInfo.isOk()) return error("--data {}: {}", where, evalInfo.message());
-  const bool separateEval =
-      evalInfo.isOk() && (!withTrain || evalInfo->path != trainInfo->path ||
-                          evalInfo->idxPrefix != trainInfo->idxPrefix);
+  const bool separateEval = evalInfo.isOk() && (!withTrain || evalInfo->path != trainInfo->path ||
+                                                evalInfo->idxPrefix != trainInfo->idxPrefix);
 
   // The number of classes comes from the data: open a loader first.
   auto openSplit = [&](const std::string& split) -> Expected<std::unique_ptr<runtime::DataLoader>> {

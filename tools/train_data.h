@@ -9,6 +9,10 @@
 #include "runtime/data.h"
 #include "tools/common.h"
 
+namespace kiln::models {
+struct Preprocess;
+}
+
 namespace kiln::tools {
 
 struct DataArgs {
@@ -19,10 +23,13 @@ struct DataArgs {
 
 void addDataOptions(CLI::App& app, DataArgs& d);
 
+/// A registry model's preprocessing in runtime terms.
+runtime::ImagePreprocess preprocessFromRegistry(const models::Preprocess& p);
+
 /// A model and the data it runs on.
 struct ModelData {
   ir::Module model;  // built for the data's classes (registry models) or read from a file
-  runtime::DataOptions options;  // the source, preprocess, batch, seed
+  runtime::DataOptions options;                // the source, preprocess, batch, seed
   std::unique_ptr<runtime::DataLoader> train;  // null unless asked for
   std::unique_ptr<runtime::DataLoader> eval;   // null when the data has no separate eval split
   std::string evalName;                        // "test" or "val"

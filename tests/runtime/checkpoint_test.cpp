@@ -60,7 +60,9 @@ void expectSame(const ir::WeightStore& a, const ir::WeightStore& b) {
   }
 }
 
-void writeFile(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+void writeFile(const fs::path& p, const std::string& text) {
+  std::ofstream(p) << text;
+}
 
 TEST(Checkpoint, RoundTrip) {
   TempDir d;
@@ -92,8 +94,7 @@ TEST(Checkpoint, KeepsTheLatestAndThePreviousOne) {
   TempDir d;
   const std::string root = (d.path() / "ckpt").string();
   for (int64_t step : {5, 10, 15}) {
-    ASSERT_TRUE(saveCheckpoint(root, weights(static_cast<float>(step)), optimizer(1),
-                               stateAt(step))
+    ASSERT_TRUE(saveCheckpoint(root, weights(static_cast<float>(step)), optimizer(1), stateAt(step))
                     .isOk());
   }
   std::vector<std::string> names;

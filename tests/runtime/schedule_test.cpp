@@ -82,8 +82,8 @@ TEST(Schedule, MatchesTorch) {
     for (int64_t it = 0; it < c.iters; ++it) {
       const double ours = learningRate(c.o, it);
       EXPECT_TRUE(withinUlp(ours, lambda[static_cast<size_t>(it)]))
-          << "iteration " << it << ": " << fmt::format("{:.17g} vs torch {:.17g}", ours,
-                                                       lambda[static_cast<size_t>(it)]);
+          << "iteration " << it << ": "
+          << fmt::format("{:.17g} vs torch {:.17g}", ours, lambda[static_cast<size_t>(it)]);
       exact += ours == lambda[static_cast<size_t>(it)];
     }
     EXPECT_EQ(exact, c.iters) << "not bit-exact everywhere (but within 1 ulp)";
@@ -103,9 +103,9 @@ TEST(Schedule, Shapes) {
   o.baseLr = 0.1;
   o.total = 100;
   o.warmup = 10;
-  EXPECT_DOUBLE_EQ(learningRate(o, 0), 0.01);   // first warmup step: base / warmup
-  EXPECT_DOUBLE_EQ(learningRate(o, 9), 0.1);    // last warmup step reaches base
-  EXPECT_DOUBLE_EQ(learningRate(o, 10), 0.1);   // cosine starts at base
+  EXPECT_DOUBLE_EQ(learningRate(o, 0), 0.01);     // first warmup step: base / warmup
+  EXPECT_DOUBLE_EQ(learningRate(o, 9), 0.1);      // last warmup step reaches base
+  EXPECT_DOUBLE_EQ(learningRate(o, 10), 0.1);     // cosine starts at base
   EXPECT_NEAR(learningRate(o, 55), 0.05, 1e-15);  // half way
   EXPECT_EQ(learningRate(o, 100), 0.0);
   o.kind = ScheduleKind::MultiStep;

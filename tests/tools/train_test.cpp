@@ -3,6 +3,7 @@
 // bit-exact (6 + 6 steps == 12 steps, across an epoch end), a NaN loss stops training and
 // keeps the last good checkpoint, SIGINT checkpoints and exits, and every bad input is one
 // error line.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,7 +11,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -65,9 +65,8 @@ class Train : public CliTest {
     return out;
   }
   static int count(const std::vector<nlohmann::json>& m, const std::string& event) {
-    return static_cast<int>(std::count_if(m.begin(), m.end(), [&](const nlohmann::json& j) {
-      return j["event"] == event;
-    }));
+    return static_cast<int>(std::count_if(
+        m.begin(), m.end(), [&](const nlohmann::json& j) { return j["event"] == event; }));
   }
 };
 
@@ -83,8 +82,7 @@ void expectLastLineError(const CliResult& r, int code, const std::string& needle
   const std::string last = lastLine(r.err);
   EXPECT_EQ(last.rfind("error: ", 0), 0u) << r.err;
   EXPECT_NE(last.find(needle), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("error: "), r.err.rfind("error: ")) << "more than one error line\n"
-                                                           << r.err;
+  EXPECT_EQ(r.err.find("error: "), r.err.rfind("error: ")) << "more than one error line\n" << r.err;
 }
 
 void expectSameStores(const std::string& a, const std::string& b) {
@@ -108,8 +106,8 @@ TEST_F(Train, LearnsAndEvaluates) {
   // The summary ends with the evaluation of the final weights.
   const std::string last = lastLine(r.out);
   std::smatch m;
-  ASSERT_TRUE(std::regex_match(last, m,
-                               std::regex(R"(test top-1: (\d+\.\d\d)% top-5: (\d+\.\d\d)%)")))
+  ASSERT_TRUE(
+      std::regex_match(last, m, std::regex(R"(test top-1: (\d+\.\d\d)% top-5: (\d+\.\d\d)%)")))
       << r.out;
   EXPECT_GE(std::stod(m[1]), 50.0) << "chance is 25%: the model did not learn\n" << r.err;
   EXPECT_EQ(std::stod(m[2]), 100.0);  // 4 classes: top-5 holds every class
@@ -142,14 +140,13 @@ TEST_F(Train, LearnsAndEvaluates) {
 TEST_F(Train, ResumeIsBitExact) {
   // 12 steps straight vs 6 + 6 with a restart in between (epoch end and evaluation at 8).
   const std::string common = "--epochs 3 --lr 0.2";
-  ASSERT_EQ(train(fmt::format("{} --max-steps 12 --checkpoint-dir {}", common, path("a")))
-                .exitCode,
+  ASSERT_EQ(train(fmt::format("{} --max-steps 12 --checkpoint-dir {}", common, path("a"))).exitCode,
             0);
   const CliResult first =
       train(fmt::format("{} --max-steps 6 --checkpoint-dir {}", common, path("b")));
   ASSERT_EQ(first.exitCode, 0) << first.err;
-  const CliResult second = train(fmt::format("{} --max-steps 12 --checkpoint-dir {} --resume",
-                                             common, path("b")));
+  const CliResult second =
+      train(fmt::format("{} --max-steps 12 --checkpoint-dir {} --resume", common, path("b")));
   ASSERT_EQ(second.exitCode, 0) << second.err;
   EXPECT_NE(second.out.find("for 12 step(s) (6 this run"), std::string::npos) << second.out;
   auto a = runtime::loadCheckpoint(path("a"));
@@ -185,10 +182,23 @@ TEST_F(Train, NanLossStopsAndKeepsTheLastGoodCheckpoint) {
 
 TEST_F(Train, SigintWritesACheckpointAndExits) {
   const std::string errFile = path("err.txt");
-  const std::vector<std::string> args = {
-      KILN_BINARY, "train", path("tiny.kir"), "--data", path("data"), "--batch", "8",
-      "--threads", "1", "--workers", "0", "--epochs", "100000", "--checkpoint-dir", path("s"),
-      "--metrics-file", path("m.jsonl")};
+  const std::vector<std::string> args = {KILN_BINARY,
+                                         "train",
+                                         path("tiny.kir"),
+                                         "--data",
+                                         path("data"),
+                                         "--batch",
+                                         "8",
+                                         "--threads",
+                                         "1",
+                                         "--workers",
+                                         "0",
+                                         "--epochs",
+                                         "100000",
+                                         "--checkpoint-dir",
+                                         path("s"),
+                                         "--metrics-file",
+                                         path("m.jsonl")};
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -208,7 +218,8 @@ TEST_F(Train, SigintWritesACheckpointAndExits) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::ifstream in(path("m.jsonl"));
     int steps = 0;
-    for (std::string line; std::getline(in, line);) steps += line.find("\"step\",") != std::string::npos;
+    for (std::string line; std::getline(in, line);)
+      steps += line.find("\"step\",") != std::string::npos;
     training = steps >= 3;
   }
   ::kill(pid, SIGINT);
@@ -225,8 +236,8 @@ TEST_F(Train, SigintWritesACheckpointAndExits) {
   ASSERT_TRUE(c.isOk()) << c.message();
   EXPECT_GE(c->state.step, 3);
   // It continues from there.
-  const CliResult r = train(fmt::format("--epochs 100000 --max-steps {} --checkpoint-dir {} --resume",
-                                        c->state.step + 1, path("s")));
+  const CliResult r = train(fmt::format(
+      "--epochs 100000 --max-steps {} --checkpoint-dir {} --resume", c->state.step + 1, path("s")));
   ASSERT_EQ(r.exitCode, 0) << r.err;
   EXPECT_NE(r.out.find(fmt::format("for {} step(s) (1 this run", c->state.step + 1)),
             std::string::npos)
@@ -256,19 +267,19 @@ TEST_F(Train, BadInputsAreOneErrorLine) {
   expectOneError(kiln("train resnet20 --data " + path("empty.txt")), 1, "empty.txt");
   // The resumed checkpoint must be of this model.
   ASSERT_EQ(train(fmt::format("--max-steps 1 --checkpoint-dir {}", path("c"))).exitCode, 0);
-  expectOneError(kiln(fmt::format("train resnet20 {} --batch 8 --checkpoint-dir {} --resume",
-                                  data, path("c"))),
+  expectOneError(kiln(fmt::format("train resnet20 {} --batch 8 --checkpoint-dir {} --resume", data,
+                                  path("c"))),
                  1, "is of model '" + path("tiny.kir") + "', not 'resnet20'");
   // kiln eval
   expectOneError(kiln(fmt::format("eval {} {}", path("tiny.kir"), data)), 2, "--weights");
-  expectOneError(kiln(fmt::format("eval {} {} --weights {}", path("tiny.kir"), data,
-                                  path("none.npz"))),
-                 1, "none.npz");
+  expectOneError(
+      kiln(fmt::format("eval {} {} --weights {}", path("tiny.kir"), data, path("none.npz"))), 1,
+      "none.npz");
   expectOneError(kiln(fmt::format("eval resnet20 {} --weights {}", data, path("c"))), 1,
                  "the checkpoint is of model");
-  expectOneError(kiln(fmt::format("eval resnet20 {} --weights {}/step-00000001/weights.npz",
-                                  data, path("c"))),
-                 1, "weights.npz");
+  expectOneError(
+      kiln(fmt::format("eval resnet20 {} --weights {}/step-00000001/weights.npz", data, path("c"))),
+      1, "weights.npz");
 }
 
 }  // namespace
