@@ -281,8 +281,10 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
     ir::Module m = fwd.clone();
     const ir::WeightStore now = currentWeights(*session, fwd);
     for (const auto& [name, t] : now.entries()) m.weights.set(name, t);
+    const auto t0 = Clock::now();
     KILN_ASSIGN_OR_RETURN(EvalResult ev, evaluate(m, *val, o.backend, o.threads));
     json j = evalJson(ev);
+    j["seconds"] = secondsSince(t0);
     j["event"] = "eval";
     j["split"] = o.evalName;
     j["step"] = step;
@@ -312,6 +314,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
     metrics.write({{"event", "resume"}, {"step", step}, {"checkpoint", resumed->dir}});
   else
     metrics.write({{"event", "start"}, {"options", json::parse(state.optionsJson)}});
+  metrics.write({{"event", "compiled"}, {"ms", session->stats().compileMs}});
 
   if (o.onProgress)
     o.onProgress(fmt::format(
