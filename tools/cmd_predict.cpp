@@ -18,6 +18,7 @@
 #include "runtime/image_ops.h"
 #include "runtime/session.h"
 #include "tools/commands.h"
+#include "tools/train_data.h"
 
 namespace kiln::tools {
 
@@ -44,23 +45,12 @@ struct Prediction {
   std::vector<double> scores;
 };
 
-runtime::ImagePreprocess fromRegistry(const models::Preprocess& p) {
-  runtime::ImagePreprocess r;
-  r.resize = p.resize;
-  r.crop = p.crop;
-  r.interpolation = p.interpolation == models::Resample::Bicubic ? runtime::Interpolation::Bicubic
-                                                                 : runtime::Interpolation::Bilinear;
-  r.channels = p.channels;
-  r.mean = p.mean;
-  r.std = p.std;
-  return r;
-}
-
 // The registry's preprocessing with the command-line overrides applied; sets the resolution
 // a registry model is built at. `--resolution R` alone scales the resize with the crop
 // (256/224 at R gives floor(R * 256 / 224)).
 Expected<runtime::ImagePreprocess> choosePreprocess(Options& o, const models::ModelInfo* info) {
-  runtime::ImagePreprocess p = info ? fromRegistry(info->preprocess) : runtime::ImagePreprocess{};
+  runtime::ImagePreprocess p =
+      info ? preprocessFromRegistry(info->preprocess) : runtime::ImagePreprocess{};
   const int64_t baseCrop = p.crop, baseResize = p.resize;
   if (info) {
     const int64_t res = o.source.resolution ? o.source.resolution : o.crop ? o.crop : p.crop;

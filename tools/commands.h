@@ -22,6 +22,8 @@ Action registerRun(CLI::App& app);
 Action registerPredict(CLI::App& app);
 Action registerBench(CLI::App& app);
 Action registerProfile(CLI::App& app);
+Action registerTrain(CLI::App& app);
+Action registerEval(CLI::App& app);
 
 inline std::span<const Command> commands() {
   static constexpr Command kCommands[] = {
@@ -34,6 +36,10 @@ inline std::span<const Command> commands() {
       {"bench", "latency, throughput and memory, vs ONNX Runtime / PyTorch in the same run",
        &registerBench},
       {"profile", "per-node times of a compiled graph, sorted, with GFLOP/s", &registerProfile},
+      {"train", "train a model on a data set: schedule, evaluation, checkpoints, --resume",
+       &registerTrain},
+      {"eval", "top-1 / top-5 of a model's weights (.npz or checkpoint) on a data set",
+       &registerEval},
   };
   return kCommands;
 }
