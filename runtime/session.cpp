@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -164,11 +165,13 @@ Expected<std::unique_ptr<Session>> Session::create(ir::Module module, const Sess
     KILN_TRY(pm.run(module));
   }
   impl->state = stateOutputs(module.graph);
-  // A train step writes its state into the store: its own copies, not the caller's tensors.
-  for (size_t i : impl->state) {
-    const std::string name = module.graph.outputs()[i]->name().substr(passes::kNewPrefix.size());
-    if (const ir::Tensor* t = module.weights.find(name)) module.weights.set(name, t->clone());
-  }
+  // A train step writes its state into the store, and setWeights writes any param or buffer:
+  // its own copies, not the caller's tensors (with every param updated, that is all of them).
+  if (!impl->state.empty())
+    for (const ir::Value* w : module.graph.weights())
+      if (w->kind() != ir::ValueKind::Const)
+        if (const ir::Tensor* t = module.weights.find(w->name()))
+          module.weights.set(w->name(), t->clone());
   impl->module = std::make_shared<ir::Module>(std::move(module));
   if (options.backend == "onednn") {
     backends::onednn::CompileOptions co;
@@ -204,6 +207,24 @@ Expected<std::vector<ir::Tensor>> Session::profile(std::span<const ir::Tensor> i
 }
 
 bool Session::isTrainStep() const { return !impl_->state.empty(); }
+
+Status Session::setWeights(const ir::WeightStore& values) const {
+  std::lock_guard<std::mutex> lock(impl_->stateMutex);
+  for (const auto& [name, t] : values.entries()) {
+    // The backends read (onednn: and write) the store's tensors in place: copy into them.
+    const ir::Tensor* live = impl_->module->weights.find(name);
+    const ir::Value* w = impl_->module->graph.findValue(name);
+    if (!live || !w || !w->isWeight() || w->kind() == ir::ValueKind::Const)
+      return error("setWeights: the module has no param or buffer '{}'", name);
+    if (live->dtype() != t.dtype() || live->shape() != t.shape())
+      return error("setWeights: '{}' is {}{}, the value is {}{}", name,
+                   ir::dtypeName(live->dtype()), live->shape().str(), ir::dtypeName(t.dtype()),
+                   t.shape().str());
+    ir::Tensor dst = *live;  // a handle on the same buffer
+    std::memcpy(dst.raw(), t.raw(), t.nbytes());
+  }
+  return Status::ok();
+}
 
 const ir::Module& Session::module() const { return *impl_->module; }
 const SessionOptions& Session::options() const { return impl_->options; }

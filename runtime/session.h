@@ -67,6 +67,11 @@ class Session {
   Expected<std::vector<ir::Tensor>> profile(std::span<const ir::Tensor> inputs,
                                             std::vector<NodeProfile>& nodes) const;
 
+  /// Copies `values` into the current weights of the same names (a train step's state; every
+  /// name must be a weight of the module with the same dtype and shape). Serialized with the
+  /// train steps. Gradient accumulation keeps an Accumulate and an Apply step in sync with it.
+  Status setWeights(const ir::WeightStore& values) const;
+
   /// The module as compiled (after the passes); a train step's current weights.
   const ir::Module& module() const;
   const SessionOptions& options() const;

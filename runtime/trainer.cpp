@@ -169,21 +169,22 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
   if (bpe <= 0) return error("the training data has no batches");
   if (o.epochs < 1) return error("the number of epochs must be at least 1, got {}", o.epochs);
   if (o.accumSteps < 1) return error("--accum must be at least 1, got {}", o.accumSteps);
-  if (o.accumSteps > 1)
-    return error(
-        "--accum {}: gradient accumulation needs the train step's Accumulate/Apply modes, "
-        "which this build does not implement yet",
-        o.accumSteps);
+  // One step = one update = K batches; an epoch's last bpe % K batches are left out.
+  const int K = o.accumSteps;
+  const int64_t spe = bpe / K;
+  if (spe == 0)
+    return error("--accum {} needs at least {} batches per epoch, the data has {}", K, K, bpe);
+  auto epochOver = [&](const DataLoader::Position& p) { return bpe - p.batch < K; };
   if (o.resume && o.checkpointDir.empty()) return error("--resume needs --checkpoint-dir");
 
   ScheduleOptions sched;
   sched.kind = o.schedule;
   sched.baseLr = o.lr;
-  sched.total = o.epochs * bpe;
-  sched.warmup = std::llround(o.warmupEpochs * static_cast<double>(bpe));
-  sched.stepSize = std::max<int64_t>(1, std::llround(o.stepEpochs * static_cast<double>(bpe)));
+  sched.total = o.epochs * spe;
+  sched.warmup = std::llround(o.warmupEpochs * static_cast<double>(spe));
+  sched.stepSize = std::max<int64_t>(1, std::llround(o.stepEpochs * static_cast<double>(spe)));
   for (double m : o.milestoneEpochs)
-    sched.milestones.push_back(std::llround(m * static_cast<double>(bpe)));
+    sched.milestones.push_back(std::llround(m * static_cast<double>(spe)));
   std::sort(sched.milestones.begin(), sched.milestones.end());
   if (sched.warmup >= sched.total && sched.warmup > 0)
     return error("--warmup {} epochs is not shorter than the run ({} epochs)", o.warmupEpochs,
@@ -220,7 +221,12 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
     resumed = std::move(c);
   }
 
-  KILN_ASSIGN_OR_RETURN(ir::Module stepModule, passes::buildTrainStep(fwd, o.step));
+  passes::TrainStepOptions stepOptions = o.step;
+  if (K > 1) {
+    stepOptions.accum = passes::TrainStepOptions::Accum::Apply;
+    stepOptions.accumSteps = K;
+  }
+  KILN_ASSIGN_OR_RETURN(ir::Module stepModule, passes::buildTrainStep(fwd, stepOptions));
   std::set<std::string> forwardNames;
   for (const ir::Value* w : fwd.graph.weights()) forwardNames.insert(w->name());
   std::vector<std::string> optimizerNames;
@@ -250,8 +256,45 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
   so.backend = o.backend;
   so.threads = o.threads;
   so.batch = o.batch;
+  // --accum K: an Accumulate step (gradients into `<param>.grad_acc`, no update) runs on the
+  // first K - 1 batches of a step and the Apply step on the last. Each binds the Apply step's
+  // store (a superset of its own); after each run its state goes to the other session.
+  std::unique_ptr<Session> accumulate;
+  if (K > 1) {
+    passes::TrainStepOptions a = stepOptions;
+    a.accum = passes::TrainStepOptions::Accum::Accumulate;
+    KILN_ASSIGN_OR_RETURN(ir::Module accModule, passes::buildTrainStep(fwd, a));
+    for (const ir::Value* w : accModule.graph.weights())
+      if (const ir::Tensor* t = stepModule.weights.find(w->name())) accModule.weights.set(w->name(), *t);
+    if (accModule.graph.inputs().size() != numInputs)
+      return error("the Accumulate and Apply steps take different inputs");
+    for (size_t i = 0; i < numInputs; ++i)
+      if (accModule.graph.inputs()[i]->name() != inputs[i]->name())
+        return error("the Accumulate and Apply steps take different inputs");
+    KILN_ASSIGN_OR_RETURN(accumulate, Session::create(std::move(accModule), so));
+  }
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
                         Session::create(std::move(stepModule), so));
+  // The state a run of `from` writes that `to` reads.
+  auto shared = [](const Session& from, const Session& to) {
+    std::vector<std::string> names;
+    for (const ir::Value* out : from.module().graph.outputs()) {
+      if (!out->name().starts_with(passes::kNewPrefix)) continue;
+      std::string name = out->name().substr(passes::kNewPrefix.size());
+      if (to.module().weights.find(name)) names.push_back(std::move(name));
+    }
+    return names;
+  };
+  std::vector<std::string> toApply, toAccumulate;
+  if (accumulate) {
+    toApply = shared(*accumulate, *session);
+    toAccumulate = shared(*session, *accumulate);
+  }
+  auto sync = [](const Session& from, const Session& to, const std::vector<std::string>& names) {
+    ir::WeightStore values;
+    for (const std::string& n : names) values.set(n, *from.module().weights.find(n));
+    return to.setWeights(values);
+  };
 
   MetricsFile metrics;
   KILN_TRY(metrics.open(o.metricsFile, /*append=*/o.resume));
@@ -261,7 +304,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
   auto checkpoint = [&](int64_t step, int64_t epochsDone, DataLoader::Position next,
                         const std::optional<EvalResult>& ev) -> Status {
     if (o.checkpointDir.empty()) return Status::ok();
-    if (next.batch >= bpe) next = {next.epoch + 1, 0};
+    if (epochOver(next)) next = {next.epoch + 1, 0};
     state.step = step;
     state.epoch = epochsDone;
     state.dataEpoch = next.epoch;
@@ -297,7 +340,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
   };
 
   int64_t step = state.step;
-  const int64_t total = o.epochs * bpe;
+  const int64_t total = o.epochs * spe;
   const int64_t limit = o.maxSteps > 0 ? std::min(o.maxSteps, total) : total;
   DataLoader::Position pos{state.dataEpoch, state.dataBatch};
   if (resumed) {
@@ -333,7 +376,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
     bool epochEnded = false;
     while (step < limit) {
       // (after an epoch's last batch the epoch end comes first: its evaluation and checkpoint)
-      if (o.stop && o.stop->load() && data.position().batch < bpe) {
+      if (o.stop && o.stop->load() && !epochOver(data.position())) {
         KILN_TRY(checkpoint(step, epochsDone, data.position(), lastEval));
         if (o.checkpointDir.empty())
           return error("interrupted at step {} (epoch {}); nothing saved (no --checkpoint-dir)",
@@ -343,9 +386,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
             "--resume)",
             step, epoch + 1, lastCheckpoint);
       }
-      const int64_t batchIndex = data.position().batch;
-      KILN_ASSIGN_OR_RETURN(std::optional<Batch> b, data.next());
-      if (!b) {
+      if (epochOver(data.position())) {  // (the bpe % K batches left are not trained on)
         epochEnded = true;
         break;
       }
@@ -356,37 +397,49 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
       } else {
         lrTensor.data<float>()[0] = static_cast<float>(lr);
       }
-      seedTensor.data<int64_t>()[0] = stepSeed(o.seed, step);
-      in[static_cast<size_t>(imageSlot)] = b->images;
-      in[static_cast<size_t>(labelSlot)] = b->labels;
-      in[static_cast<size_t>(lrSlot)] = lrTensor;
-      if (seedSlot >= 0) in[static_cast<size_t>(seedSlot)] = seedTensor;
-      KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> out, session->step(in));
-      trainSeconds += secondsSince(t0);
-      const double loss = out.at(0).at(0);
-      if (!std::isfinite(loss)) {
-        metrics.write({{"event", "diverged"}, {"step", step + 1}, {"loss", json()}});
-        return error(
-            "loss is {} at step {} (epoch {}, batch {}, lr {:.6g}): training diverged; stopped "
-            "without saving this state{}",
-            std::isnan(loss) ? "NaN" : "Inf", step + 1, epoch + 1, batchIndex + 1, lr,
-            lastCheckpoint.empty() ? std::string()
-                                   : "; the last good checkpoint " + lastCheckpoint + " is kept");
+      double loss = 0;  // the step's: the size-weighted mean over its K batches
+      int64_t c = 0, size = 0;
+      for (int m = 0; m < K; ++m) {
+        const int64_t batchIndex = data.position().batch;
+        KILN_ASSIGN_OR_RETURN(std::optional<Batch> b, data.next());
+        if (!b) return error("the data ended inside a step (batch {} of {})", batchIndex + 1, bpe);
+        seedTensor.data<int64_t>()[0] = stepSeed(o.seed, step * K + m);
+        in[static_cast<size_t>(imageSlot)] = b->images;
+        in[static_cast<size_t>(labelSlot)] = b->labels;
+        in[static_cast<size_t>(lrSlot)] = lrTensor;
+        if (seedSlot >= 0) in[static_cast<size_t>(seedSlot)] = seedTensor;
+        const bool apply = m == K - 1;
+        const Session& run = apply ? *session : *accumulate;
+        KILN_ASSIGN_OR_RETURN(std::vector<ir::Tensor> out, run.step(in));
+        if (accumulate) KILN_TRY(sync(run, apply ? *accumulate : *session, apply ? toAccumulate : toApply));
+        const double microLoss = out.at(0).at(0);
+        if (!std::isfinite(microLoss)) {
+          metrics.write({{"event", "diverged"}, {"step", step + 1}, {"loss", json()}});
+          return error(
+              "loss is {} at step {} (epoch {}, batch {}, lr {:.6g}): training diverged; stopped "
+              "without saving this state{}",
+              std::isnan(microLoss) ? "NaN" : "Inf", step + 1, epoch + 1, batchIndex + 1, lr,
+              lastCheckpoint.empty() ? std::string()
+                                     : "; the last good checkpoint " + lastCheckpoint + " is kept");
+        }
+        loss += microLoss * static_cast<double>(b->size);
+        size += b->size;
+        c += out.size() > 1 && out[1].dtype() == ir::DType::I64 ? out[1].data<int64_t>()[0] : 0;
       }
+      loss /= static_cast<double>(size);
+      trainSeconds += secondsSince(t0);
       ++step;
-      images += b->size;
-      lossSum += loss * static_cast<double>(b->size);
-      seen += b->size;
-      const int64_t c =
-          out.size() > 1 && out[1].dtype() == ir::DType::I64 ? out[1].data<int64_t>()[0] : 0;
+      images += size;
+      lossSum += loss * static_cast<double>(size);
+      seen += size;
       correct += c;
       metrics.write({{"event", "step"},
                      {"step", step},
                      {"epoch", epoch + 1},
                      {"lr", lr},
                      {"loss", loss},
-                     {"top1", 100.0 * static_cast<double>(c) / static_cast<double>(b->size)}});
-      const bool lastOfEpoch = data.position().batch >= bpe;
+                     {"top1", 100.0 * static_cast<double>(c) / static_cast<double>(size)}});
+      const bool lastOfEpoch = epochOver(data.position());
       if (o.onProgress &&
           (secondsSince(lastProgress) >= o.progressSeconds || lastOfEpoch || step == limit)) {
         lastProgress = Clock::now();
@@ -405,7 +458,7 @@ Expected<TrainResult> train(const ir::Module& forward, DataLoader& data, DataLoa
       result.lastLoss = lossSum / static_cast<double>(seen);
       result.trainTop1 = 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
     }
-    epochEnded = epochEnded || data.position().batch >= bpe;
+    epochEnded = epochEnded || epochOver(data.position());
     if (epochEnded) {
       epochsDone = epoch + 1;
       metrics.write({{"event", "epoch"},

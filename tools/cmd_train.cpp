@@ -7,6 +7,8 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <optional>
+#include <vector>
 
 #include "runtime/session.h"
 #include "runtime/trainer.h"
@@ -31,6 +33,8 @@ struct Options {
   std::string schedule = "cosine";
   std::string optimizer = "sgd";
   double ema = 0;
+  std::optional<double> eps, rmsAlpha;
+  std::vector<double> betas;
   bool noAugment = false;
 };
 
@@ -51,6 +55,17 @@ Status runTrain(Options& o) {
   if (t.schedule == runtime::ScheduleKind::MultiStep && t.milestoneEpochs.empty())
     return error("--schedule multistep needs --milestones (epochs, e.g. 30,60,80)");
   KILN_ASSIGN_OR_RETURN(t.step.optimizer, parseOptimizer(o.optimizer));
+  // Each optimizer's own defaults: timm's RMSpropTF (alpha 0.9, eps 1e-3), torch's RMSprop
+  // (0.99, 1e-8) and AdamW (eps 1e-8, betas 0.9, 0.999).
+  const bool tf = t.step.optimizer == passes::Optimizer::RmsPropTf;
+  t.step.eps = o.eps.value_or(tf ? 1e-3 : 1e-8);
+  t.step.rmsAlpha = o.rmsAlpha.value_or(tf ? 0.9 : 0.99);
+  if (!o.betas.empty()) {
+    if (o.betas.size() != 2 || o.betas[0] >= 1 || o.betas[1] >= 1)
+      return error("--betas: expected two values in [0, 1), e.g. 0.9,0.999");
+    t.step.beta1 = o.betas[0];
+    t.step.beta2 = o.betas[1];
+  }
   t.step.emaDecay = o.ema;
   if (t.step.nesterov && t.step.momentum == 0) return error("--nesterov needs a momentum > 0");
   if (t.resume && t.checkpointDir.empty()) return error("--resume needs --checkpoint-dir");
@@ -123,6 +138,15 @@ Action registerTrain(CLI::App& app) {
   app.add_option("--optimizer", o->optimizer, "sgd (default), rmsprop-tf, rmsprop or adamw");
   app.add_option("--clip-grad-norm", t.step.clipGradNorm, "clip the gradient norm (0: off)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--eps", o->eps,
+                 "rmsprop-tf / rmsprop / adamw epsilon (default 1e-3 for rmsprop-tf, else 1e-8)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--rms-alpha", o->rmsAlpha,
+                 "RMSProp smoothing constant (default 0.9 for rmsprop-tf, 0.99 for rmsprop)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--betas", o->betas, "AdamW beta1,beta2 (default 0.9,0.999)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--ema", o->ema, "keep an EMA of the weights with this decay (0: off)")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--accum", t.accumSteps, "accumulate gradients over K batches (default 1)")

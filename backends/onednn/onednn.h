@@ -24,8 +24,10 @@ struct CompileOptions {
   /// store tensor is read by each run and the run writes the new value into it, in place
   /// where the plan allows (sgd_update and batch_norm_train write straight into it), else
   /// by a copy at the end; run returns those outputs as empty tensors. Such a program
-  /// changes its module's weights, so its runs must not overlap. Without this option
-  /// weights are constants (reordered once) and every output is returned.
+  /// changes its module's weights, so its runs must not overlap. Every param and buffer is
+  /// then read from its store tensor by each run (none is reordered once), so the caller may
+  /// also change them between runs. Without this option weights are constants (reordered
+  /// once) and every output is returned.
   bool stateInPlace = false;
 };
 

@@ -238,7 +238,10 @@ Expected<std::unique_ptr<Plan>> Program::Impl::build(int64_t batch) const {
     if (!t)
       return error(w->loc(), "{} {}: missing from the weight store", valueKindKeyword(w->kind()),
                    valueName(*w));
-    values[w->id()].storage = Storage::Fixed;
+    // In a train step params and buffers may change between runs (their updates, or
+    // Session::setWeights): read from the store each run, never reordered once.
+    values[w->id()].storage =
+        options.stateInPlace && w->kind() != ValueKind::Const ? Storage::State : Storage::Fixed;
     values[w->id()].fixed = const_cast<std::byte*>(t->raw());
   }
   for (const auto& n : g.nodes())
@@ -352,6 +355,12 @@ Expected<std::unique_ptr<Plan>> Program::Impl::build(int64_t batch) const {
         const int b = bufferOf[root(r->id())];
         bufferOf[r->id()] = b;
         if (b >= 0) buffers[b].lastUse = std::max(buffers[b].lastUse, lastUse[r->id()]);
+        continue;
+      }
+      if (info.storage == Storage::Fixed) {
+        // State computed at compile time (the Apply step's zeroed gradient accumulators):
+        // copied into its weight by every run.
+        if (auto st = stateOf.find(r->id()); st != stateOf.end()) copiesAtEnd.push_back({r, st->second, i});
         continue;
       }
       if (info.storage != Storage::Arena) continue;
