@@ -80,9 +80,10 @@ struct LaneShape {
   int64_t rows = 0, blocks = 0, inner = 0, block = 0;
 };
 
-/// batch_norm_train and batch_norm_backward (same args and math as the ChannelShape
-/// kernels) on a LaneShape layout: per-thread per-channel partial sums in double over row
-/// ranges, then one parallel pass writing y (dx). In resnet20's train step at batch 128 on 2
+/// batch_norm_train and batch_norm_backward (same args as the ChannelShape kernels) on a
+/// LaneShape layout: per-thread per-channel partial sums in double over row ranges (the
+/// statistics in one pass of sums shifted by each channel's first value), then one parallel
+/// pass writing y (dx). In resnet20's train step at batch 128 on 2
 /// threads oneDNN 2.6's bnorm_jit took 16 ms per batch_norm_train in nhwc, these 2.3
 /// (docs/performance.md).
 Kernel batchNormTrainLanesKernel(LaneShape s, double epsilon, double momentum);

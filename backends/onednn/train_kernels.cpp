@@ -355,20 +355,29 @@ Kernel batchNormTrainLanesKernel(LaneShape sh, double epsilon, double momentum) 
     float* newVar = asFloats(args[9]);
     const int64_t c = sh.blocks * sh.block, b = sh.block;
     const double count = static_cast<double>(sh.rows * b / c);
-    std::vector<double> partial, sums(static_cast<size_t>(2 * c)), m(static_cast<size_t>(c));
-    laneSums<1>(sh, partial, sums.data(), [&](int64_t r, double* s, double*) {
-      const float* row = x + r * b;
-#pragma omp simd
-      for (int64_t j = 0; j < b; ++j) s[j] += row[j];
-    });
-    for (int64_t j = 0; j < c; ++j) m[static_cast<size_t>(j)] = sums[static_cast<size_t>(j)] / count;
-    const double* mp = m.data();
-    laneSums<1>(sh, partial, sums.data(), [&](int64_t r, double* s, double*) {
+    // One pass of shifted sums (shift: the channel's first value, so the squares do not
+    // cancel): sums[0, c) = sum (x - k), sums[c, 2c) = sum (x - k)^2.
+    std::vector<double> partial, sums(static_cast<size_t>(2 * c)), k(static_cast<size_t>(c));
+    for (int64_t cb = 0; cb < sh.blocks; ++cb)
+      for (int64_t j = 0; j < b; ++j) k[static_cast<size_t>(cb * b + j)] = x[cb * sh.inner * b + j];
+    const double* kp = k.data();
+    laneSums<2>(sh, partial, sums.data(), [&](int64_t r, double* s1, double* s2) {
       const float* row = x + r * b;
       const int64_t ch = ((r / sh.inner) % sh.blocks) * b;
 #pragma omp simd
-      for (int64_t j = 0; j < b; ++j) s[j] += (row[j] - mp[ch + j]) * (row[j] - mp[ch + j]);
+      for (int64_t j = 0; j < b; ++j) {
+        const double d = row[j] - kp[ch + j];
+        s1[j] += d;
+        s2[j] += d * d;
+      }
     });
+    std::vector<double> m(static_cast<size_t>(c));
+    for (int64_t j = 0; j < c; ++j) {
+      const size_t u = static_cast<size_t>(j), v = u + static_cast<size_t>(c);
+      m[u] = k[u] + sums[u] / count;
+      // sum (x - mean)^2 = sum (x - k)^2 - (sum (x - k))^2 / count
+      sums[u] = std::max(0.0, sums[v] - sums[u] * sums[u] / count);
+    }
     std::vector<float> fs(static_cast<size_t>(c)), fb(static_cast<size_t>(c));
     for (int64_t j = 0; j < c; ++j) {
       const size_t u = static_cast<size_t>(j);
