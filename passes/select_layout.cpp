@@ -52,6 +52,9 @@ enum class Behaviour : uint8_t {
   Follow,  // runs in any layout its operands and result share
   Concat,  // along channels: a layout whose block divides every part
   Split,   // along channels: likewise for the results
+  ConvBackwardData,    // dy and dx in the layouts of the forward conv dx -> dy
+  ConvBackwardWeight,  // x and dy likewise; the weight gradient stays oihw (optimizers are plain)
+  AnyIn,   // reads any layout, writes its declared (plain) result: reduce_sum
   Plain,   // needs nchw operands
   Keep,    // an existing reorder or a constant: left as it is
 };
@@ -68,6 +71,18 @@ Behaviour behaviourOf(const Node& n) {
   if (ir::hasTrait(k, ir::Elementwise) && !ir::hasTrait(k, ir::Stochastic))
     return rank4Result ? Behaviour::Follow : Behaviour::Plain;
   switch (k) {
+    case OpKind::Conv2dBackwardData:
+      return isRank4(n.operand(0)) ? Behaviour::ConvBackwardData : Behaviour::Plain;
+    case OpKind::Conv2dBackwardWeight:
+      return isRank4(n.operand(0)) ? Behaviour::ConvBackwardWeight : Behaviour::Plain;
+    case OpKind::ReduceSum:
+      return Behaviour::AnyIn;
+    // The training ops run in their forward op's layout: batch statistics and pooling
+    // gradients are per channel (or per window), so any layout that keeps channels whole.
+    case OpKind::BatchNormTrain:
+    case OpKind::BatchNormBackward:
+    case OpKind::MaxPool2dBackward:
+    case OpKind::AvgPool2dBackward:
     case OpKind::BatchNorm:
     case OpKind::ChannelScale:
     case OpKind::MaxPool2d:
@@ -75,7 +90,8 @@ Behaviour behaviourOf(const Node& n) {
     case OpKind::GlobalAvgPool:
     case OpKind::AdaptiveAvgPool2d:
       return Behaviour::Follow;
-    case OpKind::Dropout: {
+    case OpKind::Dropout:
+    case OpKind::DropPath: {
       // A training mask is drawn in memory order: only the identity may change layout.
       const auto& a = n.attrs<ir::DropoutAttrs>();
       return rank4Result && (!a.training || a.p == 0.0) ? Behaviour::Follow : Behaviour::Plain;
@@ -210,6 +226,26 @@ class Selector {
     n.setOperand(i, it->second);
   }
 
+  /// The policy's layouts for the forward conv2d x -> y that a gradient op belongs to: a
+  /// scratch conv2d of those types, so that gradients run in the layouts their forward conv
+  /// runs in (and the backend's answer for the forward shapes is the one it gives).
+  ConvLayouts forwardLayouts(const Node& n, const ir::TensorType& x, const ir::TensorType& w,
+                             const ir::TensorType& y, const ir::Conv2dAttrs& attrs) const {
+    ir::Graph scratch("conv");
+    Value* xs = scratch.addInput("x", x);
+    Value* ws = scratch.addInput("w", w);
+    const Node* conv = scratch.addNode(OpKind::Conv2d, {xs, ws}, attrs, {y}, n.loc());
+    ConvLayouts cl = policy_.convLayouts(*conv);
+    if (!fitsType(cl.src, x)) cl.src = Layout::NCHW;
+    if (!fitsType(cl.dst, y)) cl.dst = Layout::NCHW;
+    return cl;
+  }
+
+  static bool fitsType(Layout l, const ir::TensorType& t) {
+    const int b = blockOf(l);
+    return b == 0 || (t.shape[1] >= 0 && t.shape[1] % b == 0);
+  }
+
   static void setLayout(Value* v, Layout l) {
     if (!isRank4(v) || ir::sameMemoryOrder(v->type().layout, l)) return;
     ir::TensorType t = v->type();
@@ -258,6 +294,30 @@ class Selector {
         for (Value* r : n.results()) setLayout(r, forced && r == n.result() ? *forced : want);
         return Status::ok();
       }
+      case Behaviour::ConvBackwardData: {
+        // dy, w -> dx
+        const auto& a = n.attrs<ir::Conv2dBackwardDataAttrs>();
+        ConvLayouts cl =
+            forwardLayouts(n, n.result()->type(), n.operand(1)->type(), n.operand(0)->type(),
+                           ir::Conv2dAttrs{a.stride, a.pad, a.dilation, a.groups, {}});
+        if (forced && fits(*forced, n.result())) cl.src = *forced;
+        require(n, 0, cl.dst);
+        setLayout(n.result(), cl.src);
+        return Status::ok();
+      }
+      case Behaviour::ConvBackwardWeight: {
+        // x, dy -> dw (oihw, as the param it updates)
+        const auto& a = n.attrs<ir::Conv2dBackwardWeightAttrs>();
+        const ConvLayouts cl =
+            forwardLayouts(n, n.operand(0)->type(), n.result()->type(), n.operand(1)->type(),
+                           ir::Conv2dAttrs{a.stride, a.pad, a.dilation, a.groups, {}});
+        require(n, 0, cl.src);
+        require(n, 1, cl.dst);
+        return Status::ok();
+      }
+      case Behaviour::AnyIn:
+        if (forced) setLayout(n.result(), *forced);
+        return Status::ok();
       case Behaviour::Plain:
         for (size_t i = 0; i < n.numOperands(); ++i)
           if (!isPlain(n.operand(i)->type().layout)) require(n, i, Layout::NCHW);

@@ -68,7 +68,13 @@ Expected<LayoutOverride> parseLayoutOverride(std::string_view spec);
 ///   rank-4 operand's channels, else nchw;
 /// - concat/split along channels: the operands' blocked layout when every part's channels
 ///   divide by its block, else nChw8c when they divide by 8, else nchw;
-/// - every other op (flatten, reshape, linear, softmax, pad, slice, …): nchw operands.
+/// - train steps: batch_norm_train/backward, max/avg_pool2d_backward and the activation
+///   gradients follow like their forward ops; conv2d_backward_data/weight read dy (and x) and
+///   write dx in the layouts the policy gives the forward conv2d of the same shapes; their
+///   weight gradients stay oihw (optimizer updates and the weight store are plain);
+///   reduce_sum reads any layout;
+/// - every other op (flatten, reshape, linear, softmax, pad, slice, training dropout, the
+///   losses, the optimizer updates): nchw operands.
 /// An operand in another layout gets a `reorder` right before its first reader (shared by
 /// later readers). Graph inputs keep their layout; graph outputs get their declared layout
 /// back (the reorder takes over the output's name). A graph without conv2d is left

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
+
+#include <omp.h>
 
 #include "backends/onednn/kernels.h"
 
@@ -403,6 +406,146 @@ Kernel batchNormBackwardKernel(ChannelShape sh, double epsilon) {
       }
       dweight[j] = static_cast<float>(sumDyXhat);
       dbias[j] = static_cast<float>(sumDy);
+    }
+  };
+}
+
+namespace {
+
+/// Per-channel sums of f(row r, lane j) over all rows: each thread sums its range of rows
+/// into its own slice of `partial` (threads x channels), then the slices are added in thread
+/// order (the result does not depend on timing).
+template <int kSums, class F>
+void laneSums(const LaneShape& sh, std::vector<double>& partial, double* out, F f) {
+  const int64_t c = sh.blocks * sh.block;
+  const int slots = omp_get_max_threads();
+  partial.assign(static_cast<size_t>(slots * kSums * c), 0.0);
+#pragma omp parallel
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t begin = sh.rows * t / threads, end = sh.rows * (t + 1) / threads;
+    double* acc = partial.data() + static_cast<size_t>(t * kSums * c);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t ch = ((r / sh.inner) % sh.blocks) * sh.block;
+      f(r, acc + ch, kSums > 1 ? acc + c + ch : nullptr);
+    }
+  }
+  std::fill(out, out + kSums * c, 0.0);
+  for (int t = 0; t < slots; ++t)
+    for (int64_t k = 0; k < kSums * c; ++k) out[k] += partial[static_cast<size_t>(t * kSums * c + k)];
+}
+
+}  // namespace
+
+Kernel batchNormTrainLanesKernel(LaneShape sh, double epsilon, double momentum) {
+  return [=](std::span<std::byte* const> args) {
+    const float* x = asFloats(args[0]);
+    const float* weight = asFloats(args[1]);
+    const float* bias = asFloats(args[2]);
+    const float* runMean = asFloats(args[3]);
+    const float* runVar = asFloats(args[4]);
+    float* y = asFloats(args[5]);
+    float* mean = asFloats(args[6]);
+    float* var = asFloats(args[7]);
+    float* newMean = asFloats(args[8]);
+    float* newVar = asFloats(args[9]);
+    const int64_t c = sh.blocks * sh.block, b = sh.block;
+    const double count = static_cast<double>(sh.rows * b / c);
+    // One pass of shifted sums (shift: the channel's first value, so the squares do not
+    // cancel): sums[0, c) = sum (x - k), sums[c, 2c) = sum (x - k)^2.
+    std::vector<double> partial, sums(static_cast<size_t>(2 * c)), k(static_cast<size_t>(c));
+    for (int64_t cb = 0; cb < sh.blocks; ++cb)
+      for (int64_t j = 0; j < b; ++j) k[static_cast<size_t>(cb * b + j)] = x[cb * sh.inner * b + j];
+    const double* kp = k.data();
+    laneSums<2>(sh, partial, sums.data(), [&](int64_t r, double* s1, double* s2) {
+      const float* row = x + r * b;
+      const int64_t ch = ((r / sh.inner) % sh.blocks) * b;
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j) {
+        const double d = row[j] - kp[ch + j];
+        s1[j] += d;
+        s2[j] += d * d;
+      }
+    });
+    std::vector<double> m(static_cast<size_t>(c));
+    for (int64_t j = 0; j < c; ++j) {
+      const size_t u = static_cast<size_t>(j), v = u + static_cast<size_t>(c);
+      m[u] = k[u] + sums[u] / count;
+      // sum (x - mean)^2 = sum (x - k)^2 - (sum (x - k))^2 / count
+      sums[u] = std::max(0.0, sums[v] - sums[u] * sums[u] / count);
+    }
+    std::vector<float> fs(static_cast<size_t>(c)), fb(static_cast<size_t>(c));
+    for (int64_t j = 0; j < c; ++j) {
+      const size_t u = static_cast<size_t>(j);
+      const double biased = sums[u] / count;
+      const double scale = static_cast<double>(weight[j]) / std::sqrt(biased + epsilon);
+      fs[u] = static_cast<float>(scale);
+      fb[u] = static_cast<float>(bias[j] - m[u] * scale);
+      mean[j] = static_cast<float>(m[u]);
+      var[j] = static_cast<float>(biased);
+      newMean[j] = static_cast<float>((1 - momentum) * runMean[j] + momentum * m[u]);
+      newVar[j] = static_cast<float>((1 - momentum) * runVar[j] + momentum * sums[u] / (count - 1));
+    }
+    const float* fsp = fs.data();
+    const float* fbp = fb.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < sh.rows; ++r) {
+      const int64_t ch = ((r / sh.inner) % sh.blocks) * b;
+      const float* row = x + r * b;
+      float* out = y + r * b;
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j) out[j] = row[j] * fsp[ch + j] + fbp[ch + j];
+    }
+  };
+}
+
+Kernel batchNormBackwardLanesKernel(LaneShape sh, double epsilon) {
+  return [=](std::span<std::byte* const> args) {
+    const float* dy = asFloats(args[0]);
+    const float* x = asFloats(args[1]);
+    const float* weight = asFloats(args[2]);
+    const float* mean = asFloats(args[3]);
+    const float* var = asFloats(args[4]);
+    float* dx = asFloats(args[5]);
+    float* dweight = asFloats(args[6]);
+    float* dbias = asFloats(args[7]);
+    const int64_t c = sh.blocks * sh.block, b = sh.block;
+    const double count = static_cast<double>(sh.rows * b / c);
+    // sums[0, c): sum dy; sums[c, 2c): sum dy (x - mean)
+    std::vector<double> partial, sums(static_cast<size_t>(2 * c));
+    laneSums<2>(sh, partial, sums.data(), [&](int64_t r, double* sDy, double* sDyXc) {
+      const int64_t ch = ((r / sh.inner) % sh.blocks) * b;
+      const float* g = dy + r * b;
+      const float* row = x + r * b;
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j) {
+        sDy[j] += g[j];
+        sDyXc[j] += static_cast<double>(g[j]) * (row[j] - mean[ch + j]);
+      }
+    });
+    std::vector<float> fa(static_cast<size_t>(c)), fb(static_cast<size_t>(c)),
+        fc(static_cast<size_t>(c));
+    for (int64_t j = 0; j < c; ++j) {
+      const size_t u = static_cast<size_t>(j);
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(var[j]) + epsilon);
+      const double sumDy = sums[u], sumDyXhat = sums[u + static_cast<size_t>(c)] * invstd;
+      const double k0 = weight[j] * invstd;
+      fa[u] = static_cast<float>(k0);
+      fb[u] = static_cast<float>(k0 * sumDy / count);
+      fc[u] = static_cast<float>(k0 * invstd * sumDyXhat / count);
+      dweight[j] = static_cast<float>(sumDyXhat);
+      dbias[j] = static_cast<float>(sumDy);
+    }
+    const float *pa = fa.data(), *pb = fb.data(), *pc = fc.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < sh.rows; ++r) {
+      const int64_t ch = ((r / sh.inner) % sh.blocks) * b;
+      const float* g = dy + r * b;
+      const float* row = x + r * b;
+      float* out = dx + r * b;
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j)
+        out[j] = pa[ch + j] * g[j] - pb[ch + j] - pc[ch + j] * (row[j] - mean[ch + j]);
     }
   };
 }

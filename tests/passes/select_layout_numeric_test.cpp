@@ -13,6 +13,7 @@
 #include "ir/graph.h"
 #include "ir/module.h"
 #include "models/registry.h"
+#include "passes/autodiff.h"
 #include "passes/select_layout.h"
 #include "tests/passes/pass_test_util.h"
 #include "tests/tolerance.h"
@@ -26,7 +27,11 @@ std::vector<ir::Tensor> randomInputs(const ir::Graph& g, uint32_t seed) {
   std::vector<ir::Tensor> inputs;
   for (const ir::Value* v : g.inputs()) {
     ir::Tensor t(v->type().dtype, v->type().shape.bind(2), v->type().layout);
-    for (float& x : t.span<float>()) x = dist(rng);
+    if (t.dtype() == ir::DType::I64) {  // a train step's labels: class ids valid for any K >= 2
+      for (int64_t i = 0; i < t.numElements(); ++i) t.data<int64_t>()[i] = i % 2;
+    } else {
+      for (float& x : t.span<float>()) x = dist(rng);
+    }
     inputs.push_back(std::move(t));
   }
   return inputs;
@@ -94,6 +99,26 @@ TEST_P(SelectLayoutModels, ReferenceOutputsUnchanged) {
   Counts c;
   expectSameOutputs(m, nullptr, &c);
   EXPECT_GT(c.blocked, 10) << "the convs of " << GetParam() << " should run blocked";
+}
+
+// A train step (forward, loss, backward, SGD with momentum): the training ops run in the
+// layouts of their forward ops and every output (loss, gradients, new params, new BN
+// statistics) stays bit-identical.
+TEST(SelectLayoutNumeric, TrainStepOutputsUnchanged) {
+  auto built = models::buildModel(
+      "resnet20", {.batch = -1, .resolution = 16, .numClasses = 10, .inChannels = 1});
+  ASSERT_TRUE(built.isOk()) << built.message();
+  ir::initMissingWeights(built->graph, built->weights, 3);
+  TrainStepOptions o;
+  o.momentum = 0.9;
+  o.weightDecay = 1e-4;
+  o.outputGradients = true;
+  auto step = buildTrainStep(*built, o);
+  ASSERT_TRUE(step.isOk()) << step.message();
+  Counts c;
+  expectSameOutputs(*step, nullptr, &c);
+  EXPECT_GT(c.blocked, 100) << "the training ops should run blocked";
+  EXPECT_LE(c.reorders, 2);
 }
 
 TEST(SelectLayoutNumeric, GoldenCasesUnchanged) {
