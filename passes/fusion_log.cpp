@@ -126,8 +126,9 @@ Merged merge(const ir::Graph& g, std::span<const FusionRecord> records) {
       const auto it = position.find(l.value);
       return it == position.end() ? std::numeric_limits<size_t>::max() : it->second;
     };
-    // By graph position, ties in report order. (Not std::stable_sort: its temporary buffer
-    // of Lines trips ASan's alloc-dealloc-mismatch check with libstdc++ 12.)
+    // By graph position, ties in report order. (Not std::stable_sort: with libstdc++ 12 its
+    // temporary buffer is allocated with new(nothrow) and released with free, which ASan
+    // reports as an alloc-dealloc mismatch.)
     std::vector<std::pair<size_t, size_t>> keys;
     for (size_t i = 0; i < lines.size(); ++i) keys.emplace_back(pos(lines[i]), i);
     std::sort(keys.begin(), keys.end());

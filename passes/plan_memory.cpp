@@ -116,8 +116,12 @@ int64_t placeGreedy(const std::vector<MemoryBuffer>& buffers, BufferOrder less,
                     std::vector<int64_t>& offsets) {
   std::vector<int> order(buffers.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return less(buffers[a], buffers[b]); });
+  // Ties keep index order. (Not std::stable_sort: with libstdc++ 12 its temporary buffer is
+  // allocated with new(nothrow) and released with free, which ASan reports as a mismatch.)
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    if (less(buffers[a], buffers[b])) return true;
+    return !less(buffers[b], buffers[a]) && a < b;
+  });
   offsets.assign(buffers.size(), 0);
   std::vector<int> byOffset;  // placed buffers, sorted by offset
   int64_t peak = 0;
@@ -367,8 +371,10 @@ Status verifyPlan(const Graph& g, const MemoryPlan& plan) {
   }
 
   // Value ids follow creation, not graph order (passes insert nodes anywhere).
-  std::stable_sort(arena.begin(), arena.end(),
-                   [&](int a, int b) { return live.def[a] < live.def[b]; });
+  // (ids are in increasing order: ties keep it)
+  std::sort(arena.begin(), arena.end(), [&](int a, int b) {
+    return std::pair(live.def[a], a) < std::pair(live.def[b], b);
+  });
 
   // View groups: a value and the views of it (at its offset, checked above) share the bytes.
   std::vector<int> root(plan.values.size());

@@ -2,6 +2,7 @@
 // with each node's share of the total and its GFLOP/s, and the run latency without profiling.
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -111,7 +112,16 @@ Status runProfile(const Options& o) {
     rows.push_back(std::move(r));
   }
   for (Row& r : rows) r.share = total > 0 ? 100.0 * r.node.ms / total : 0;
-  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.node.ms > b.node.ms; });
+  // Slowest first, ties in graph order (std::sort on indices: std::stable_sort's temporary
+  // buffer trips ASan's alloc-dealloc-mismatch check with libstdc++ 12).
+  std::vector<size_t> byTime(rows.size());
+  std::iota(byTime.begin(), byTime.end(), size_t{0});
+  std::sort(byTime.begin(), byTime.end(), [&](size_t a, size_t b) {
+    return rows[a].node.ms != rows[b].node.ms ? rows[a].node.ms > rows[b].node.ms : a < b;
+  });
+  std::vector<Row> sorted;
+  for (size_t k : byTime) sorted.push_back(std::move(rows[k]));
+  rows = std::move(sorted);
   auto gflops = [](double flops, double ms) { return ms > 0 ? flops / (ms * 1e6) : 0.0; };
   double totalFlops = 0;
   for (const Row& r : rows) totalFlops += r.node.flops;

@@ -455,6 +455,8 @@ struct OptimizerVariant {
   double clip, ema;
   passes::TrainStepOptions::Accum accum;
 };
+// gtest prints a parameter by its name.
+void PrintTo(const OptimizerVariant& v, std::ostream* os) { *os << v.name; }
 
 class OneDnnOptimizers : public ::testing::TestWithParam<OptimizerVariant> {};
 
