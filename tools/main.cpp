@@ -1,35 +1,14 @@
 // kiln CLI entry point: one subcommand per tools/cmd_*.cpp, parsed with CLI11.
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "tools/commands.h"
 #include "tools/common.h"
 
-namespace {
-
-/// oneDNN runs on libgomp, whose idle threads spin (up to GOMP_SPINCOUNT) before they sleep.
-/// On a machine whose cores other processes also use, a spinning thread holds a core while
-/// the thread it waits for cannot run, and every barrier of a run stalls (resnet50 on 2 busy
-/// cores: median 980 ms spinning, 55 ms passive; docs/performance.md). libgomp reads
-/// OMP_WAIT_POLICY when it loads, before main, so kiln sets `passive` by re-executing itself
-/// once, unless the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set, even empty).
-void preferPassiveOpenMp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  ::unsetenv("OMP_WAIT_POLICY");  // exec failed: run as we are
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  preferPassiveOpenMp(argv);
   CLI::App app{"kiln — a deep-learning compiler and runtime", "kiln"};
   app.set_version_flag("--version", std::string("kiln 0.1.0"));
   app.require_subcommand(1);
