@@ -239,6 +239,30 @@ Expected<std::vector<double>> timeTrainSteps(const runtime::Session& s,
 /// decay 1e-4, fixed data) against PyTorch eager training of the same model and weights, NCHW
 /// and channels_last, each in its own process (its own peak RSS). The first step's loss of
 /// each must agree (same weights, same data) before any timing counts.
+/// The warm-up, then `o.rounds` rounds of kiln (`timeKiln(n)`: n timed iterations) and each
+/// peer in turn, then every participant's peak memory, into `report`.
+Status timeInterleaved(const Options& o, std::vector<std::unique_ptr<Peer>>& peers,
+                       BenchReport& report,
+                       const std::function<Expected<std::vector<double>>(int)>& timeKiln) {
+  if (o.warmup > 0) {
+    KILN_TRY(timeKiln(o.warmup).status());
+    for (auto& p : peers) KILN_TRY(p->run(o.warmup).status());
+  }
+  for (int r = 0; r < o.rounds; ++r) {
+    KILN_ASSIGN_OR_RETURN(std::vector<double> k, timeKiln(o.iters));
+    report.kiln.rounds.push_back(std::move(k));
+    for (size_t i = 0; i < peers.size(); ++i) {
+      KILN_ASSIGN_OR_RETURN(std::vector<double> t, peers[i]->run(o.iters));
+      report.peers[i].rounds.push_back(std::move(t));
+    }
+  }
+  report.kiln.peakBytes = selfPeakBytes();
+  for (size_t i = 0; i < peers.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(report.peers[i].peakBytes, peers[i]->peakBytes());
+  }
+  return Status::ok();
+}
+
 Status runTrainBench(Options& o, std::vector<PeerKind> kinds, const PeerEnv& env, int threads) {
   for (PeerKind k : kinds)
     if (k != PeerKind::Torch)
@@ -356,22 +380,8 @@ Status runTrainBench(Options& o, std::vector<PeerKind> kinds, const PeerEnv& env
                  report.peers[i].name, loss, reply.value("loss", 0.0));
   }
 
-  if (o.warmup > 0) {
-    KILN_TRY(timeTrainSteps(*session, inputs, o.warmup).status());
-    for (auto& p : peers) KILN_TRY(p->run(o.warmup).status());
-  }
-  for (int r = 0; r < o.rounds; ++r) {
-    KILN_ASSIGN_OR_RETURN(std::vector<double> k, timeTrainSteps(*session, inputs, o.iters));
-    report.kiln.rounds.push_back(std::move(k));
-    for (size_t i = 0; i < peers.size(); ++i) {
-      KILN_ASSIGN_OR_RETURN(std::vector<double> t, peers[i]->run(o.iters));
-      report.peers[i].rounds.push_back(std::move(t));
-    }
-  }
-  report.kiln.peakBytes = selfPeakBytes();
-  for (size_t i = 0; i < peers.size(); ++i) {
-    KILN_ASSIGN_OR_RETURN(report.peers[i].peakBytes, peers[i]->peakBytes());
-  }
+  KILN_TRY(timeInterleaved(
+      o, peers, report, [&](int n) { return timeTrainSteps(*session, inputs, n); }));
   peers.clear();
   if (o.json) {
     fmt::print("{}\n", toJson(report).dump(2));
@@ -503,22 +513,8 @@ Status runBench(Options& o) {
     }
   }
 
-  if (o.warmup > 0) {
-    KILN_TRY(timeKiln(*session, inputs, o.warmup).status());
-    for (auto& p : peers) KILN_TRY(p->run(o.warmup).status());
-  }
-  for (int r = 0; r < o.rounds; ++r) {
-    KILN_ASSIGN_OR_RETURN(std::vector<double> k, timeKiln(*session, inputs, o.iters));
-    report.kiln.rounds.push_back(std::move(k));
-    for (size_t i = 0; i < peers.size(); ++i) {
-      KILN_ASSIGN_OR_RETURN(std::vector<double> t, peers[i]->run(o.iters));
-      report.peers[i].rounds.push_back(std::move(t));
-    }
-  }
-  report.kiln.peakBytes = selfPeakBytes();
-  for (size_t i = 0; i < peers.size(); ++i) {
-    KILN_ASSIGN_OR_RETURN(report.peers[i].peakBytes, peers[i]->peakBytes());
-  }
+  KILN_TRY(timeInterleaved(
+      o, peers, report, [&](int n) { return timeKiln(*session, inputs, n); }));
   peers.clear();  // the peers exit before sgemm takes the cores
   if (o.sgemm) {
     KILN_ASSIGN_OR_RETURN(report.sgemm, timeSgemm(threads, kSgemmN));
