@@ -190,12 +190,14 @@ Expected<std::vector<ir::Tensor>> randomInputs(const ir::Graph& g, int64_t batch
   return out;
 }
 
+/// `iters` timed runs of `s` (Session::step: a train step keeps its state in the session
+/// instead of copying it out; any other graph runs as with run).
 Expected<std::vector<double>> timeKiln(const runtime::Session& s, std::span<const ir::Tensor> x,
                                        int iters) {
   std::vector<double> ms;
   for (int i = 0; i < iters; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    Expected<std::vector<ir::Tensor>> y = s.run(x);
+    Expected<std::vector<ir::Tensor>> y = s.step(x);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                      .count());
     if (!y.isOk()) return Status::error(y.message());
@@ -222,34 +224,17 @@ ir::Tensor randomLabels(int64_t batch, int64_t classes, uint64_t seed) {
   return t;
 }
 
-Expected<std::vector<double>> timeTrainSteps(const runtime::Session& s,
-                                             std::span<const ir::Tensor> x, int iters) {
-  std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    Expected<std::vector<ir::Tensor>> y = s.step(x);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-    if (!y.isOk()) return Status::error(y.message());
-  }
-  return ms;
-}
-
-/// `kiln bench --train`: train steps per second of kiln's train step (SGD momentum 0.9, weight
-/// decay 1e-4, fixed data) against PyTorch eager training of the same model and weights, NCHW
-/// and channels_last, each in its own process (its own peak RSS). The first step's loss of
-/// each must agree (same weights, same data) before any timing counts.
-/// The warm-up, then `o.rounds` rounds of kiln (`timeKiln(n)`: n timed iterations) and each
+/// The warm-up, then `o.rounds` rounds of kiln (`o.iters` timed runs of `session`) and each
 /// peer in turn, then every participant's peak memory, into `report`.
-Status timeInterleaved(const Options& o, std::vector<std::unique_ptr<Peer>>& peers,
-                       BenchReport& report,
-                       const std::function<Expected<std::vector<double>>(int)>& timeKiln) {
+Status timeInterleaved(const Options& o, const runtime::Session& session,
+                       std::span<const ir::Tensor> inputs,
+                       std::vector<std::unique_ptr<Peer>>& peers, BenchReport& report) {
   if (o.warmup > 0) {
-    KILN_TRY(timeKiln(o.warmup).status());
+    KILN_TRY(timeKiln(session, inputs, o.warmup).status());
     for (auto& p : peers) KILN_TRY(p->run(o.warmup).status());
   }
   for (int r = 0; r < o.rounds; ++r) {
-    KILN_ASSIGN_OR_RETURN(std::vector<double> k, timeKiln(o.iters));
+    KILN_ASSIGN_OR_RETURN(std::vector<double> k, timeKiln(session, inputs, o.iters));
     report.kiln.rounds.push_back(std::move(k));
     for (size_t i = 0; i < peers.size(); ++i) {
       KILN_ASSIGN_OR_RETURN(std::vector<double> t, peers[i]->run(o.iters));
@@ -263,6 +248,10 @@ Status timeInterleaved(const Options& o, std::vector<std::unique_ptr<Peer>>& pee
   return Status::ok();
 }
 
+/// `kiln bench --train`: train steps per second of kiln's train step (SGD momentum 0.9, weight
+/// decay 1e-4, fixed data) against PyTorch eager training of the same model and weights, NCHW
+/// and channels_last, each in its own process (its own peak RSS). The first step's loss of
+/// each must agree (same weights, same data) before any timing counts.
 Status runTrainBench(Options& o, std::vector<PeerKind> kinds, const PeerEnv& env, int threads) {
   for (PeerKind k : kinds)
     if (k != PeerKind::Torch)
@@ -380,8 +369,7 @@ Status runTrainBench(Options& o, std::vector<PeerKind> kinds, const PeerEnv& env
                  report.peers[i].name, loss, reply.value("loss", 0.0));
   }
 
-  KILN_TRY(timeInterleaved(
-      o, peers, report, [&](int n) { return timeTrainSteps(*session, inputs, n); }));
+  KILN_TRY(timeInterleaved(o, *session, inputs, peers, report));
   peers.clear();
   if (o.json) {
     fmt::print("{}\n", toJson(report).dump(2));
@@ -513,8 +501,7 @@ Status runBench(Options& o) {
     }
   }
 
-  KILN_TRY(timeInterleaved(
-      o, peers, report, [&](int n) { return timeKiln(*session, inputs, n); }));
+  KILN_TRY(timeInterleaved(o, *session, inputs, peers, report));
   peers.clear();  // the peers exit before sgemm takes the cores
   if (o.sgemm) {
     KILN_ASSIGN_OR_RETURN(report.sgemm, timeSgemm(threads, kSgemmN));
